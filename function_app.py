@@ -1,0 +1,14 @@
+"""The Azure Functions app: registers the blueprints, nothing else.
+
+Every HTTP route uses the FastAPI extension's request/response types, which is what lets the host
+stream responses (see ``blueprints/``); ``/api/v1/*`` routes require a function key in Azure.
+"""
+
+import azure.functions as func
+
+from blueprints import chat, embeddings, meta, responses
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+for blueprint in (chat.bp, responses.bp, embeddings.bp, meta.bp):
+    app.register_functions(blueprint)

@@ -1,0 +1,31 @@
+"""Per-request bookkeeping: identity, deadline, and where the time went."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from shared.deadline import Deadline
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Carried through one request; the numbers end up in headers and the request's log line."""
+
+    request_id: str
+    deadline: Deadline
+    started: float = field(default_factory=time.perf_counter)
+    upstream_seconds: float = 0.0
+    attempts: int = 0
+    upstream_status: int | None = None
+    upstream_request_id: str | None = None
+    model: str | None = None
+
+    @classmethod
+    def new(cls, timeout_seconds: float) -> RequestContext:
+        return cls(request_id=str(uuid.uuid4()), deadline=Deadline.after(timeout_seconds))
+
+    def overhead_ms(self) -> float:
+        """Our own processing time so far: wall time minus time spent waiting on the upstream."""
+        return max(0.0, (time.perf_counter() - self.started - self.upstream_seconds) * 1000.0)
