@@ -46,7 +46,7 @@ def get_credential() -> AsyncTokenCredential:
     return _credential
 
 
-def build_openai_client(settings: Settings) -> AsyncOpenAI:
+def build_openai_client(settings: Settings, credential: AsyncTokenCredential | None = None) -> AsyncOpenAI:
     """An ``AsyncOpenAI`` for the Azure OpenAI v1 API (or any OpenAI-compatible base URL).
 
     The SDK's retries are off (``max_retries=0``): :mod:`shared.retry` is the only retry loop.
@@ -62,7 +62,7 @@ def build_openai_client(settings: Settings) -> AsyncOpenAI:
         from azure.identity.aio import get_bearer_token_provider
 
         # The provider caches the token and refreshes it before expiry.
-        api_key = get_bearer_token_provider(get_credential(), COGNITIVE_SERVICES_SCOPE)
+        api_key = get_bearer_token_provider(credential or get_credential(), COGNITIVE_SERVICES_SCOPE)
     http_client = httpx2.AsyncClient(
         limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30.0),
         timeout=httpx2.Timeout(settings.request_timeout_seconds, connect=5.0),

@@ -94,7 +94,7 @@ async def test_retries_connection_errors_then_succeeds() -> None:
 async def test_honours_retry_after_ms_from_a_429() -> None:
     clock = FakeClock()
     throttled = Failure(True, 429, {"retry-after-ms": "1234", "retry-after": "2"})
-    attempt, calls = script(throttled, "ok")
+    attempt, _calls = script(throttled, "ok")
     await RetryPolicy().run(attempt, classify=classify, deadline=Deadline.after(100, clock), sleep=clock.sleep)
     assert clock.sleeps == [1.234]
 
@@ -128,7 +128,7 @@ async def test_never_sleeps_past_the_deadline() -> None:
 
 async def test_backoff_stops_when_the_deadline_is_near() -> None:
     clock = FakeClock()
-    attempt, calls = script(Failure(True), Failure(True), Failure(True), "ok")
+    attempt, _calls = script(Failure(True), Failure(True), Failure(True), "ok")
     with pytest.raises(Boom):
         await RetryPolicy(max_attempts=10, base_delay=1.0).run(
             attempt, classify=classify, deadline=Deadline.after(2.5, clock), sleep=clock.sleep, rng=lambda: 0.99)
@@ -138,7 +138,7 @@ async def test_backoff_stops_when_the_deadline_is_near() -> None:
 
 async def test_a_retry_after_beyond_the_cap_is_not_waited_for() -> None:
     clock = FakeClock()
-    attempt, calls = script(Failure(True, 429, {"retry-after": "600"}), "ok")
+    attempt, _calls = script(Failure(True, 429, {"retry-after": "600"}), "ok")
     with pytest.raises(Boom):
         await RetryPolicy(max_retry_after=60).run(
             attempt, classify=classify, deadline=Deadline.after(10_000, clock), sleep=clock.sleep)

@@ -1,0 +1,43 @@
+"""Where a job's pieces live in storage; the one place that spells blob names and table keys.
+
+Blobs (container ``EMBEDDING_JOBS_CONTAINER``)::
+
+    jobs/{id}/input.jsonl             inputs of an HTTP job too large for a queue message
+    jobs/{id}/chunks/{n:06d}.jsonl    normalised inputs of chunk n (written by the planner)
+    jobs/{id}/results.jsonl           results, one line per input in input order (committed at the end)
+    poison/{message id}.json          every poisoned message, kept verbatim
+
+Table (``EMBEDDING_JOBS_TABLE``), one partition per job: ``PartitionKey = id`` with ``RowKey = "job"``
+for the job and ``RowKey = "chunk-{n:06d}"`` for each finished chunk.
+"""
+
+from __future__ import annotations
+
+JOB_ROW = "job"
+CHUNK_ROW_PREFIX = "chunk-"
+
+
+def input_blob(job_id: str) -> str:
+    return f"jobs/{job_id}/input.jsonl"
+
+
+def chunk_blob(job_id: str, chunk: int) -> str:
+    return f"jobs/{job_id}/chunks/{chunk:06d}.jsonl"
+
+
+def results_blob(job_id: str) -> str:
+    return f"jobs/{job_id}/results.jsonl"
+
+
+def poison_blob(message_id: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in message_id)[:200] or "unknown"
+    return f"poison/{safe}.json"
+
+
+def chunk_row(chunk: int) -> str:
+    return f"{CHUNK_ROW_PREFIX}{chunk:06d}"
+
+
+def block_id(chunk: int, part: int) -> str:
+    """Deterministic, fixed-length block ids: re-staging after a redelivery replaces, never adds."""
+    return f"c{chunk:06d}p{part:05d}"

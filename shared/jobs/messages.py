@@ -1,0 +1,119 @@
+"""The queue message schema, version 1 (``schemas/embedding-job-message.v1.json`` is the same contract).
+
+Producers put a ``job`` message on ``EMBEDDING_JOBS_QUEUE``; the planner turns it into ``chunk``
+messages on the same queue. Both carry ``"schema": "embedding-job/v1"`` so that a later version can
+live next to this one. Unknown fields are refused: a typo must fail loudly, not be ignored.
+
+On the wire a message is the compact JSON below, UTF-8, base64-encoded (the Functions host's
+``messageEncoding: base64``; ``TextBase64EncodePolicy`` in the storage SDK does the same).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+
+from shared.jobs.ids import PATTERN as JOB_ID_PATTERN
+
+SCHEMA = "embedding-job/v1"
+# Azure queue messages are at most 64 KiB as stored, i.e. after base64 (4/3 of the JSON).
+MAX_ENCODED_BYTES = 64 * 1024
+MAX_INPUT_ID_CHARS = 512
+MAX_DIMENSIONS = 8192
+CONTAINER_PATTERN = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
+
+JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        """An optional field is left out, never null (as the JSON Schema says)."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if value is None:
+                    raise ValueError(f"'{key}' must not be null; leave the field out instead")
+        return data
+
+
+class InputItem(_Strict):
+    """An input with the caller's own id, echoed on its result line."""
+
+    id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_INPUT_ID_CHARS)]
+    text: str
+
+
+InputValue = str | InputItem
+
+
+class BlobRef(_Strict):
+    """A JSONL blob in the job storage account: one input (a JSON string or ``{"id","text"}``) per line."""
+
+    container: Annotated[str, StringConstraints(pattern=CONTAINER_PATTERN)] | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class JobMessage(_Strict):
+    """A whole job: inline inputs, or a reference to a JSONL blob (the claim check)."""
+
+    schema_: Literal["embedding-job/v1"] = Field(alias="schema")
+    type: Literal["job"]
+    id: JobId
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    input: Annotated[list[InputValue], Field(min_length=1)] | None = None
+    input_blob: BlobRef | None = None
+    dimensions: Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobMessage:
+        if (self.input is None) == (self.input_blob is None):
+            raise ValueError("exactly one of 'input' and 'input_blob' must be given")
+        return self
+
+
+class ChunkMessage(_Strict):
+    """One planned slice of a job, sized to one upstream request (internal; same queue, same schema)."""
+
+    schema_: Literal["embedding-job/v1"] = Field(alias="schema")
+    type: Literal["chunk"]
+    id: JobId
+    chunk: Annotated[int, Field(ge=0)]
+    start: Annotated[int, Field(ge=0)]
+    count: Annotated[int, Field(ge=1, le=2048)]
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    dimensions: Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
+    deferrals: Annotated[int, Field(ge=0)] = 0
+
+
+Message = Annotated[JobMessage | ChunkMessage, Field(discriminator="type")]
+_adapter: TypeAdapter[JobMessage | ChunkMessage] = TypeAdapter(Message)
+
+
+def parse(raw: bytes | str) -> JobMessage | ChunkMessage:
+    """Validate decoded message JSON; raises ``pydantic.ValidationError``."""
+    return _adapter.validate_json(raw)
+
+
+def to_json(message: JobMessage | ChunkMessage) -> str:
+    return message.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def encode(message_json: str) -> str:
+    """Base64 exactly as ``TextBase64EncodePolicy`` does it (UTF-8 bytes, standard alphabet)."""
+    return base64.b64encode(message_json.encode("utf-8")).decode("ascii")
+
+
+def encoded_size(message_json: str) -> int:
+    return 4 * -(-len(message_json.encode("utf-8")) // 3)
+
+
+def fits_queue(message_json: str) -> bool:
+    return encoded_size(message_json) <= MAX_ENCODED_BYTES

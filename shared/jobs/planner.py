@@ -1,0 +1,155 @@
+"""A ``job`` message becomes chunk input blobs and ``chunk`` messages.
+
+Planning is deterministic (same inputs, same chunks, same names), so running it twice, after a
+redelivery or a crash half-way, rewrites identical blobs and re-sends chunk messages that the
+workers recognise as done. The job row records ``chunks`` (how many to wait for) before any chunk
+message exists, and ``enqueued`` once all are sent, after which a duplicate job message is a no-op.
+
+Inputs stream through: inline ones from the message, referenced ones line by line from their blob;
+only the chunk being filled is held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from typing import Any
+
+from shared.config import get_settings
+from shared.errors import GatewayError
+from shared.jobs import blobs, enqueue, layout, messages
+from shared.jobs.embed import JobFailed
+from shared.jobs.packing import InvalidInput, Item, Packer, make_item
+from shared.jobs.results import MAX_BLOCKS, PART_INPUTS
+from shared.jobs.runtime import Runtime
+from shared.jobs.store import QUEUED, RUNNING, TERMINAL, JobState, now
+from shared.validation import resolve_model
+
+logger = logging.getLogger("gateway.jobs")
+
+# How many chunk blobs / messages are written at once while planning.
+WRITE_CONCURRENCY = 8
+MAX_JOB_INPUTS = MAX_BLOCKS * PART_INPUTS
+
+
+class InvalidJob(ValueError):
+    """The job cannot be run as submitted (bad input blob, unknown model, ...); retrying will not help."""
+
+
+async def _inline(values: list[str | messages.InputItem]) -> AsyncIterator[object]:
+    for value in values:
+        yield value if isinstance(value, str) else {"id": value.id, "text": value.text}
+
+
+async def _from_blob(rt: Runtime, ref: messages.BlobRef) -> AsyncIterator[object]:
+    blob = blobs.blob_client(rt.storage, ref.container or rt.container, ref.name)
+    line_number = 0
+    try:
+        async for line in blobs.iter_lines(blob):
+            line_number += 1
+            try:
+                yield json.loads(line)
+            except ValueError:
+                raise InvalidJob(f"input blob '{ref.name}' line {line_number} is not valid JSON") from None
+    except blobs.BlobMissing as exc:
+        raise InvalidJob(f"the input blob does not exist: {exc}") from None
+
+
+def job_fields(message: messages.JobMessage, deployment: str, source: str) -> dict[str, object]:
+    fields: dict[str, object] = {"status": QUEUED, "model": message.model, "deployment": deployment,
+                                 "created_at": now(), "source": source}
+    if message.dimensions is not None:
+        fields["dimensions"] = message.dimensions
+    if message.metadata:
+        fields["user_metadata"] = json.dumps(message.metadata, ensure_ascii=False)
+    return fields
+
+
+async def plan(rt: Runtime, message: messages.JobMessage) -> None:
+    try:
+        deployment = resolve_model(message.model, get_settings())
+    except GatewayError as exc:
+        raise InvalidJob(exc.message) from None
+    job_id = message.id
+    await rt.store.create(job_id, job_fields(message, deployment, "queue"))
+    row = await rt.store.get_row(job_id)
+    if row is None:  # pragma: no cover - just created
+        raise RuntimeError(f"job row {job_id} vanished")
+    state = JobState(row)
+    if state.status in TERMINAL or row.get("enqueued"):
+        return
+    await rt.store.transition(job_id, {"status": RUNNING, "started_at": now()}, only_from=frozenset({QUEUED}))
+
+    source = _inline(message.input) if message.input is not None else _from_blob(rt, message.input_blob)  # type: ignore[arg-type]
+    chunks = await _write_chunks(rt, job_id, source)
+    total = sum(count for _, _, count in chunks)
+    if total == 0:
+        raise InvalidJob("the job has no inputs")
+    await rt.store.merge(job_id, {"total": total, "chunks": len(chunks)})
+    base: dict[str, object] = {"schema": messages.SCHEMA, "type": "chunk", "id": job_id, "model": deployment}
+    if message.dimensions is not None:
+        base["dimensions"] = message.dimensions
+    bodies = [json.dumps({**base, "chunk": n, "start": start, "count": count}, separators=(",", ":"))
+              for n, start, count in chunks]
+    await _bounded(enqueue.send(rt.queue, body) for body in bodies)
+    await rt.store.merge(job_id, {"enqueued": True})
+    logger.info(json.dumps({"event": "job_planned", "job_id": job_id, "inputs": total, "chunks": len(chunks)}))
+
+
+async def _write_chunks(rt: Runtime, job_id: str, source: AsyncIterator[object]) -> list[tuple[int, int, int]]:
+    """Pack and write every chunk's input blob; returns (chunk, start, count) per chunk."""
+    packer = Packer()
+    planned: list[tuple[int, int, int]] = []
+    writes: set[asyncio.Task[None]] = set()
+
+    async def write(chunk: list[Item]) -> None:
+        number = len(planned)
+        planned.append((number, chunk[0].index, len(chunk)))
+        blob = blobs.blob_client(rt.storage, rt.container, layout.chunk_blob(job_id, number))
+        task = asyncio.create_task(blobs.upload_lines(blob, (json.dumps(i.to_line(), ensure_ascii=False)
+                                                              for i in chunk)))
+        writes.add(task)
+        if len(writes) >= WRITE_CONCURRENCY:
+            done, _ = await asyncio.wait(writes, return_when=asyncio.FIRST_COMPLETED)
+            writes.difference_update(done)
+            for finished in done:
+                finished.result()
+
+    try:
+        index = 0
+        async for value in source:
+            if index >= MAX_JOB_INPUTS:
+                raise InvalidJob(f"the job has more than {MAX_JOB_INPUTS} inputs; split it into several jobs")
+            try:
+                item = make_item(index, value)
+            except InvalidInput as exc:
+                raise InvalidJob(str(exc)) from None
+            index += 1
+            full = packer.add(item)
+            if full is not None:
+                await write(full)
+        last = packer.flush()
+        if last is not None:
+            await write(last)
+        if writes:
+            await asyncio.gather(*writes)
+    finally:
+        for task in writes:
+            task.cancel()
+    return planned
+
+
+async def _bounded(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Await coroutines with at most ``2 * WRITE_CONCURRENCY`` at a time."""
+    semaphore = asyncio.Semaphore(WRITE_CONCURRENCY * 2)
+
+    async def one(call: Coroutine[Any, Any, None]) -> None:
+        async with semaphore:
+            await call
+
+    await asyncio.gather(*(one(call) for call in calls))
+
+
+__all__ = ["InvalidJob", "JobFailed", "plan"]

@@ -1,0 +1,163 @@
+"""The HTTP side of embedding jobs: submit, status, results (HTTP-agnostic, like ``shared.gateway``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.config import get_settings
+from shared.context import RequestContext
+from shared.errors import GatewayError, not_found
+from shared.gateway import Reply
+from shared.jobs import blobs, enqueue, layout, messages
+from shared.jobs.ids import is_job_id, new_job_id
+from shared.jobs.planner import job_fields
+from shared.jobs.runtime import Runtime, get_runtime
+from shared.jobs.store import FAILED, SUCCEEDED, JobState, clip
+from shared.validation import parse_body, resolve_model
+
+ROUTE = "/api/v1/embeddings/jobs"
+_JSON = {"content-type": "application/json"}
+
+
+class SubmitRequest(BaseModel):
+    """``POST /api/v1/embeddings/jobs``: the job message's caller-facing fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    input: Annotated[list[messages.InputValue], Field(min_length=1)]
+    dimensions: Annotated[int, Field(ge=1, le=messages.MAX_DIMENSIONS)] | None = None
+    metadata: Annotated[dict[messages.MetadataKey, messages.MetadataValue], Field(max_length=16)] | None = None
+
+
+def _seconds(value: Any) -> int | None:
+    return None if value is None else int(float(value))
+
+
+def job_view(job_id: str, state: JobState, container: str) -> dict[str, Any]:
+    """The job as callers see it (OpenAI-style object with unix-second timestamps)."""
+    row = state.row
+    embedded, failed, tokens = state.totals()
+    total = row.get("total")
+    view: dict[str, Any] = {
+        "id": job_id,
+        "object": "embedding.job",
+        "status": state.status,
+        "model": row.get("model"),
+        "counts": {"total": None if total is None else int(total), "embedded": embedded, "failed": failed},
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "created_at": _seconds(row.get("created_at")),
+        "started_at": _seconds(row.get("started_at")),
+        "completed_at": _seconds(row.get("completed_at")),
+        "error": None,
+    }
+    if row.get("dimensions") is not None:
+        view["dimensions"] = int(row["dimensions"])
+    metadata = state.metadata()
+    if metadata is not None:
+        view["metadata"] = metadata
+    if state.status == FAILED:
+        view["error"] = {"code": row.get("error_code"), "message": row.get("error")}
+        if row.get("poison_blob"):
+            view["error"]["poison_blob"] = {"container": container, "name": row["poison_blob"]}
+    if state.status == SUCCEEDED:
+        view["results"] = {"url": f"{ROUTE}/{job_id}/results", "container": container,
+                           "blob": layout.results_blob(job_id), "content_type": blobs.NDJSON}
+    return view
+
+
+def _reply(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, body=json.dumps(body, ensure_ascii=False).encode(), headers={**_JSON, **(headers or {})})
+
+
+async def submit(ctx: RequestContext, raw: bytes) -> Reply:
+    settings = get_settings()
+    request = parse_body(raw, SubmitRequest)
+    deployment = resolve_model(request.model, settings)
+    ctx.model = deployment
+    rt = await get_runtime()
+    job_id = new_job_id()
+    message = messages.JobMessage.model_validate({
+        "schema": messages.SCHEMA, "type": "job", "id": job_id, "model": request.model,
+        "input": request.input,
+        **({"dimensions": request.dimensions} if request.dimensions is not None else {}),
+        **({"metadata": request.metadata} if request.metadata else {}),
+    }, strict=False)
+    fields = {**job_fields(message, deployment, "http"), "total": len(request.input)}
+    await rt.store.create(job_id, fields)
+    try:
+        await enqueue.send(rt.queue, await _queue_form(rt, message))
+    except Exception as exc:
+        await rt.store.fail(job_id, "enqueue_failed", clip(f"The job could not be queued: {type(exc).__name__}"))
+        raise
+    state = JobState({"PartitionKey": job_id, **fields})
+    return _reply(202, job_view(job_id, state, rt.container), {"location": f"{ROUTE}/{job_id}"})
+
+
+async def _queue_form(rt: Runtime, message: messages.JobMessage) -> str:
+    """The message JSON, with the inputs moved to a blob when they would not fit a queue message."""
+    body = messages.to_json(message)
+    if messages.fits_queue(body):
+        return body
+    name = layout.input_blob(message.id)
+    await blobs.upload_lines(blobs.blob_client(rt.storage, rt.container, name),
+                             (json.dumps(v if isinstance(v, str) else v.model_dump(), ensure_ascii=False)
+                              for v in message.input or ()))
+    by_reference = message.model_copy(update={"input": None, "input_blob": messages.BlobRef(name=name)})
+    return messages.to_json(by_reference)
+
+
+def _job_id(value: str) -> str:
+    if not is_job_id(value):
+        raise not_found(f"No embedding job with id {value[:80]!r}.", param="id", code="job_not_found")
+    return value
+
+
+async def _load(rt: Runtime, job_id: str) -> JobState:
+    state = await rt.store.load(_job_id(job_id))
+    if state is None:
+        raise not_found(f"No embedding job with id {job_id!r}.", param="id", code="job_not_found")
+    return state
+
+
+async def status(ctx: RequestContext, job_id: str) -> Reply:
+    rt = await get_runtime()
+    return _reply(200, job_view(job_id, await _load(rt, job_id), rt.container))
+
+
+async def results(ctx: RequestContext, job_id: str) -> Reply:
+    """The results blob, streamed through as it downloads (memory stays flat)."""
+    rt = await get_runtime()
+    row = await rt.store.get_row(_job_id(job_id))
+    if row is None:
+        raise not_found(f"No embedding job with id {job_id!r}.", param="id", code="job_not_found")
+    state = JobState(row)
+    if state.status != SUCCEEDED:
+        detail = f": {row.get('error')}" if state.status == FAILED else "; poll the job until it has succeeded"
+        raise GatewayError(409, f"The job is {state.status}, it has no results{detail}.", code="job_not_succeeded")
+    blob = blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id))
+    events = await _open(blob)
+    return Reply(200, headers={"content-type": blobs.NDJSON, "x-job-status": state.status}, events=events)
+
+
+async def _open(blob: Any) -> AsyncIterator[bytes]:
+    """Start the download now (so a missing blob is a 404, not a broken stream) and stream the rest."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        downloader = await blob.download_blob(max_concurrency=1)
+    except ResourceNotFoundError:
+        raise not_found("The job's results blob is missing.", code="results_not_found") from None
+
+    async def stream() -> AsyncIterator[bytes]:
+        async for piece in downloader.chunks():
+            yield piece
+
+    return stream()
+
+
+__all__ = ["results", "status", "submit"]

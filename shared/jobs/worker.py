@@ -1,0 +1,53 @@
+"""A ``chunk`` message: embed one planned request's inputs and stage them as blocks of the results blob.
+
+Order of effects, chosen so that a crash or redelivery at any point is harmless:
+
+1. skip if the chunk row exists (done before) or the job has ended;
+2. embed (the only expensive, non-idempotent step, and the only one repeated after a crash);
+3. stage the result blocks under deterministic ids (re-staging replaces);
+4. write the chunk row (insert-or-replace, same values);
+5. try to finalize: whoever sees every chunk row commits the block list and ends the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from shared.jobs import blobs, layout
+from shared.jobs.embed import Outcome, embed
+from shared.jobs.finalize import finalize
+from shared.jobs.messages import ChunkMessage
+from shared.jobs.pacer import Pacer
+from shared.jobs.packing import Item
+from shared.jobs.results import iter_parts
+from shared.jobs.runtime import Runtime
+from shared.jobs.store import TERMINAL, ChunkState, JobState
+
+logger = logging.getLogger("gateway.jobs")
+
+
+async def run_chunk(rt: Runtime, message: ChunkMessage, pacer: Pacer) -> None:
+    job_id = message.id
+    if await rt.store.chunk_done(job_id, message.chunk):
+        # A redelivery, or a worker that died between recording and finalizing: finalize is idempotent.
+        await finalize(rt, job_id)
+        return
+    row = await rt.store.get_row(job_id)
+    if row is None or JobState(row).status in TERMINAL:
+        return
+    source = blobs.blob_client(rt.storage, rt.container, layout.chunk_blob(job_id, message.chunk))
+    items = [Item.from_line(json.loads(line)) async for line in blobs.iter_lines(source)]
+    if len(items) != message.count or (items and items[0].index != message.start):
+        raise RuntimeError(f"chunk {message.chunk} of {job_id} holds {len(items)} inputs, expected {message.count}")
+
+    sendable = [item for item in items if item.text is not None]
+    outcome = await embed(sendable, message.model, message.dimensions, pacer) if sendable else Outcome({}, 0)
+
+    results = blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id))
+    for part, data in iter_parts(items, outcome.vectors):
+        await blobs.stage_block(results, layout.block_id(message.chunk, part), data)
+    embedded = len(outcome.vectors)
+    await rt.store.record_chunk(job_id, ChunkState(chunk=message.chunk, count=len(items), embedded=embedded,
+                                                   failed=len(items) - embedded, tokens=outcome.tokens))
+    await finalize(rt, job_id)

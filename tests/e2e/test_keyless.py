@@ -1,0 +1,67 @@
+"""Keyless auth: the shared client sends an Entra ID bearer token, cached and refreshed, never a key."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from azure.core.credentials import AccessToken, AccessTokenInfo
+
+from shared.clients import COGNITIVE_SERVICES_SCOPE, build_openai_client
+from shared.config import Settings
+from simulator.stats import fingerprint
+from tests.e2e.conftest import Sim
+
+
+class CountingCredential:
+    """Stands in for managed identity: hands out tokens and counts how often it is asked."""
+
+    def __init__(self, lifetime: float) -> None:
+        self.lifetime = lifetime
+        self.calls: list[tuple[str, ...]] = []
+
+    def _token(self, scopes: tuple[str, ...]) -> tuple[str, int]:
+        self.calls.append(scopes)
+        return f"entra-token-{len(self.calls)}", int(time.time() + self.lifetime)
+
+    async def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        token, expires = self._token(scopes)
+        return AccessToken(token, expires)
+
+    async def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        token, expires = self._token(scopes)
+        return AccessTokenInfo(token, expires)
+
+    async def close(self) -> None:
+        return None
+
+
+async def _chat(client: Any) -> None:
+    await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+
+
+async def test_token_is_sent_as_bearer_and_cached(sim: Sim) -> None:
+    assert sim.http.base_url
+    credential = CountingCredential(lifetime=3600)
+    settings = Settings(upstream_base_url=f"{sim.http.base_url}/openai/v1/")
+    client = build_openai_client(settings, credential=credential)  # type: ignore[arg-type]
+    for _ in range(3):
+        await _chat(client)
+    assert credential.calls == [(COGNITIVE_SERVICES_SCOPE,)]
+    records = sim.requests("chat/completions")
+    assert [r["auth"] for r in records] == ["bearer"] * 3
+    assert {r["auth_fingerprint"] for r in records} == {fingerprint("entra-token-1")}
+    assert all("api-key" not in r["headers"] for r in records)
+    await client.close()
+
+
+async def test_token_close_to_expiry_is_refreshed(sim: Sim) -> None:
+    credential = CountingCredential(lifetime=60)  # inside the refresh window: every use asks again
+    client = build_openai_client(Settings(upstream_base_url=f"{sim.http.base_url}/openai/v1/"),
+                                 credential=credential)  # type: ignore[arg-type]
+    await _chat(client)
+    await _chat(client)
+    assert len(credential.calls) >= 2
+    latest = fingerprint(f"entra-token-{len(credential.calls)}")
+    assert sim.requests("chat/completions")[-1]["auth_fingerprint"] == latest
+    await client.close()
