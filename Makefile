@@ -59,5 +59,8 @@ bench: deps
 bench-smoke: deps
 	$(PY) -m bench --smoke
 
+infra-check: .venv-infra/.installed
+	CHECKOV=.venv-infra/bin/checkov bash infra/check.sh
+
 clean:
 	rm -rf $(VENV) .venv-infra .venv-py313 node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 from openai import AsyncOpenAI
 
-from shared.config import Settings, get_settings
+from shared.config import BackendConfig, Settings, get_settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 
-_openai_client: AsyncOpenAI | None = None
+_openai_clients: dict[str, AsyncOpenAI] = {}
 _credential: AsyncTokenCredential | None = None
 
 
@@ -46,18 +46,21 @@ def get_credential() -> AsyncTokenCredential:
     return _credential
 
 
-def build_openai_client(settings: Settings, credential: AsyncTokenCredential | None = None) -> AsyncOpenAI:
+def build_openai_client(
+    settings: Settings, credential: AsyncTokenCredential | None = None, backend: BackendConfig | None = None
+) -> AsyncOpenAI:
     """An ``AsyncOpenAI`` for the Azure OpenAI v1 API (or any OpenAI-compatible base URL).
 
     The SDK's retries are off (``max_retries=0``): :mod:`shared.retry` is the only retry loop.
     Per-attempt timeouts are set per call from the request's deadline.
     """
+    backend = backend or settings.backends[0]
     headers: dict[str, str] = {}
     api_key: Any
-    if settings.api_key is not None:
-        api_key = settings.api_key
+    if backend.api_key is not None:
+        api_key = backend.api_key
         # Azure's v1 API accepts the key as a bearer token; the api-key header is its native form.
-        headers["api-key"] = settings.api_key
+        headers["api-key"] = backend.api_key
     else:
         from azure.identity.aio import get_bearer_token_provider
 
@@ -68,7 +71,7 @@ def build_openai_client(settings: Settings, credential: AsyncTokenCredential | N
         timeout=httpx2.Timeout(settings.request_timeout_seconds, connect=5.0),
     )
     return AsyncOpenAI(
-        base_url=settings.upstream_base_url,
+        base_url=backend.base_url,
         api_key=api_key,
         max_retries=0,
         default_headers=headers,
@@ -76,9 +79,11 @@ def build_openai_client(settings: Settings, credential: AsyncTokenCredential | N
     )
 
 
-def get_openai_client() -> AsyncOpenAI:
-    """The process's single upstream client, built on first use."""
-    global _openai_client
-    if _openai_client is None:
-        _openai_client = build_openai_client(get_settings())
-    return _openai_client
+def get_openai_client(backend: BackendConfig | None = None) -> AsyncOpenAI:
+    """The process's client for a backend (the first by default), built on first use and reused."""
+    settings = get_settings()
+    backend = backend or settings.backends[0]
+    client = _openai_clients.get(backend.name)
+    if client is None:
+        client = _openai_clients[backend.name] = build_openai_client(settings, backend=backend)
+    return client

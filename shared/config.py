@@ -7,6 +7,7 @@ so the environment is the single source. Every name read here is listed in
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,60 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class BackendConfig:
+    """One upstream (an Azure OpenAI resource or any OpenAI-compatible v1 base URL).
+
+    Lower ``priority`` is tried first (e.g. PTU 0, pay-as-you-go 1, another region 2); ``weight``
+    spreads load between backends of equal priority.
+    """
+
+    name: str
+    base_url: str
+    api_key: str | None = None
+    priority: int = 0
+    weight: float = 1.0
+
+
+def _base_url(endpoint: str | None, base_url: str | None) -> str | None:
+    if endpoint:
+        return endpoint.rstrip("/") + "/openai/v1/"
+    if base_url:
+        return base_url.rstrip("/") + "/"
+    return None
+
+
+def parse_backends(value: str, env: Mapping[str, str]) -> tuple[BackendConfig, ...]:
+    """Parse ``OPENAI_BACKENDS``: a JSON list of ``{"name", "endpoint"|"base_url", "priority"?,
+    "weight"?, "api_key_setting"?}``. Keys are never inline: ``api_key_setting`` names the setting
+    (a Key Vault reference in Azure) that holds one; without it the backend is keyless."""
+    try:
+        items = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"OPENAI_BACKENDS is not valid JSON: {exc}") from exc
+    if not isinstance(items, list) or not items:
+        raise ConfigurationError("OPENAI_BACKENDS must be a non-empty JSON list of backends")
+    backends: list[BackendConfig] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConfigurationError(f"OPENAI_BACKENDS[{index}] must be an object")
+        url = _base_url(item.get("endpoint"), item.get("base_url"))
+        if url is None:
+            raise ConfigurationError(f"OPENAI_BACKENDS[{index}] needs 'endpoint' or 'base_url'")
+        key_setting = item.get("api_key_setting")
+        api_key = env.get(key_setting, "").strip() or None if isinstance(key_setting, str) else None
+        try:
+            priority, weight = int(item.get("priority", 0)), float(item.get("weight", 1.0))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"OPENAI_BACKENDS[{index}]: priority and weight must be numbers") from exc
+        if weight <= 0:
+            raise ConfigurationError(f"OPENAI_BACKENDS[{index}]: weight must be positive")
+        backends.append(BackendConfig(str(item.get("name") or f"backend{index}"), url, api_key, priority, weight))
+    if len({b.name for b in backends}) != len(backends):
+        raise ConfigurationError("OPENAI_BACKENDS names must be unique")
+    return tuple(backends)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """What the gateway needs to know about its environment."""
 
@@ -80,24 +135,30 @@ class Settings:
     jobs_container: str = "embedding-jobs"
     jobs_table: str = "embeddingjobs"
     storage_connection: str = "AzureWebJobsStorage"
+    retry_max_wait_seconds: float = 5.0
+    extra_backends: tuple[BackendConfig, ...] = ()
 
     @property
     def keyless(self) -> bool:
         return self.api_key is None
 
+    @property
+    def backends(self) -> tuple[BackendConfig, ...]:
+        """The upstreams in configuration order: ``OPENAI_BACKENDS``, else the single endpoint."""
+        return self.extra_backends or (BackendConfig("default", self.upstream_base_url, self.api_key),)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        endpoint = env.get("AZURE_OPENAI_ENDPOINT", "").strip()
-        base_url = env.get("OPENAI_BASE_URL", "").strip()
-        if endpoint:
-            upstream = endpoint.rstrip("/") + "/openai/v1/"
-        elif base_url:
-            upstream = base_url.rstrip("/") + "/"
-        else:
+        raw_backends = env.get("OPENAI_BACKENDS", "").strip()
+        backends = parse_backends(raw_backends, env) if raw_backends else ()
+        upstream = _base_url(env.get("AZURE_OPENAI_ENDPOINT", "").strip(), env.get("OPENAI_BASE_URL", "").strip())
+        if upstream is None and backends:
+            upstream = backends[0].base_url
+        if upstream is None:
             raise ConfigurationError(
                 "No upstream configured: set AZURE_OPENAI_ENDPOINT (https://RESOURCE.openai.azure.com) "
-                "or OPENAI_BASE_URL (any OpenAI-compatible v1 base URL)."
+                "or OPENAI_BASE_URL (any OpenAI-compatible v1 base URL), or OPENAI_BACKENDS."
             )
         return cls(
             upstream_base_url=upstream,
@@ -109,6 +170,8 @@ class Settings:
             cors_allowed_origins=frozenset(o.rstrip("/") for o in _split_csv(env.get("CORS_ALLOWED_ORIGINS"))),
             request_timeout_seconds=_float(env, "REQUEST_TIMEOUT_SECONDS", DEFAULT_REQUEST_TIMEOUT_SECONDS),
             retry_max_attempts=_int(env, "RETRY_MAX_ATTEMPTS", 4),
+            retry_max_wait_seconds=_float(env, "RETRY_MAX_WAIT_SECONDS", 5.0),
+            extra_backends=backends,
             log_content=_bool(env, "LOG_CONTENT"),
             jobs_queue=env.get("EMBEDDING_JOBS_QUEUE", "").strip() or "embedding-jobs",
             jobs_container=env.get("EMBEDDING_JOBS_CONTAINER", "").strip() or "embedding-jobs",

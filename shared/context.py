@@ -21,6 +21,7 @@ class RequestContext:
     upstream_status: int | None = None
     upstream_request_id: str | None = None
     model: str | None = None
+    backend: str | None = None
 
     @classmethod
     def new(cls, timeout_seconds: float) -> RequestContext:

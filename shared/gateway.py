@@ -6,8 +6,10 @@ HTTP-agnostic on purpose: the blueprints adapt requests and replies, tests call 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import httpx2
 
@@ -16,7 +18,7 @@ from shared.context import RequestContext
 from shared.errors import GatewayError, not_found
 from shared.relay import relay_events
 from shared.schemas import ChatCompletionRequest, EmbeddingsRequest, ResponsesRequest
-from shared.upstream import send
+from shared.upstream import get_backend_pool, send
 from shared.validation import check_mcp_tools, parse_body, resolve_model, with_model
 
 # Upstream headers worth passing on: rate-limit state lets callers pace themselves, and the
@@ -49,18 +51,48 @@ def relayed_headers(response: httpx2.Response) -> dict[str, str]:
     return {name: value for name in RELAYED_HEADERS if (value := headers.get(name)) is not None}
 
 
+# A response object's id comes first in its JSON (and in the first streamed event): a bounded
+# regex finds it without parsing a body the gateway otherwise relays untouched.
+_RESPONSE_ID = re.compile(rb'"id"\s*:\s*"(resp_[A-Za-z0-9_-]+)"')
+
+
+def _remember_response(ctx: RequestContext, head: bytes) -> None:
+    match = _RESPONSE_ID.search(head, 0, 4096)
+    if match and ctx.backend:
+        pool = get_backend_pool()
+        pool.remember(match.group(1).decode(), next(b for b in pool.backends if b.name == ctx.backend))
+
+
+async def _noting_first_event(events: AsyncIterator[bytes], ctx: RequestContext) -> AsyncIterator[bytes]:
+    first = True
+    async for chunk in events:
+        if first:
+            _remember_response(ctx, chunk)
+            first = False
+        yield chunk
+
+
 async def _forward(ctx: RequestContext, path: str, raw: bytes, model: str, stream: bool,
-                   settings: Settings) -> Reply:
+                   settings: Settings, *, previous_response_id: str | None = None) -> Reply:
     deployment = resolve_model(model, settings)
     ctx.model = deployment
     body = raw if deployment == model else with_model(raw, deployment)
-    response = await send(ctx, "POST", path, content=body, stream=stream)
+    pool = get_backend_pool()
+    affinity = path == "/responses" and pool.multiple
+    pinned = pool.home_of(previous_response_id)
+    response = await send(ctx, "POST", path, content=body, stream=stream, pinned=pinned,
+                          probe_not_found=affinity and previous_response_id is not None and pinned is None)
     headers = relayed_headers(response)
     if stream:
         headers["content-type"] = "text/event-stream; charset=utf-8"
         headers["cache-control"] = "no-cache"
         headers["x-accel-buffering"] = "no"
-        return Reply(response.status_code, headers=headers, events=relay_events(response, ctx))
+        events = relay_events(response, ctx)
+        if affinity:
+            events = _noting_first_event(events, ctx)
+        return Reply(response.status_code, headers=headers, events=events)
+    if affinity:
+        _remember_response(ctx, response.content)
     return Reply(response.status_code, body=response.content, headers=headers)
 
 
@@ -73,7 +105,8 @@ async def create_response(ctx: RequestContext, raw: bytes) -> Reply:
     settings = get_settings()
     request = parse_body(raw, ResponsesRequest)
     check_mcp_tools(request.tools, settings)
-    return await _forward(ctx, "/responses", raw, request.model, bool(request.stream), settings)
+    return await _forward(ctx, "/responses", raw, request.model, bool(request.stream), settings,
+                          previous_response_id=request.previous_response_id)
 
 
 async def embeddings(ctx: RequestContext, raw: bytes) -> Reply:
@@ -87,14 +120,21 @@ def _response_path(response_id: str) -> str:
     return f"/responses/{response_id}"
 
 
-async def retrieve_response(ctx: RequestContext, response_id: str) -> Reply:
-    response = await send(ctx, "GET", _response_path(response_id))
+async def _stored_response(ctx: RequestContext, method: Literal["GET", "DELETE"], response_id: str) -> Reply:
+    """A stored response lives on the backend that created it: go there, or look for it."""
+    path = _response_path(response_id)
+    pool = get_backend_pool()
+    pinned = pool.home_of(response_id)
+    response = await send(ctx, method, path, pinned=pinned, probe_not_found=pool.multiple and pinned is None)
     return Reply(response.status_code, body=response.content, headers=relayed_headers(response))
+
+
+async def retrieve_response(ctx: RequestContext, response_id: str) -> Reply:
+    return await _stored_response(ctx, "GET", response_id)
 
 
 async def delete_response(ctx: RequestContext, response_id: str) -> Reply:
-    response = await send(ctx, "DELETE", _response_path(response_id))
-    return Reply(response.status_code, body=response.content, headers=relayed_headers(response))
+    return await _stored_response(ctx, "DELETE", response_id)
 
 
 def list_models() -> Reply:

@@ -21,6 +21,7 @@ def log_request(ctx: RequestContext, *, method: str, route: str, status: int, st
         "status": status,
         "streamed": streamed,
         "model": ctx.model,
+        "backend": ctx.backend,
         "upstream_status": ctx.upstream_status,
         "upstream_request_id": ctx.upstream_request_id,
         "attempts": ctx.attempts,

@@ -80,9 +80,9 @@ class RetryPolicy:
     max_attempts: int = 4
     base_delay: float = 0.5
     max_delay: float = 8.0
-    # An upstream asking for longer than this is treated as "not now": the caller gets the error
-    # (with its retry-after) instead of a request held open for minutes.
-    max_retry_after: float = 60.0
+    # An upstream asking for longer than this is treated as "not now": the caller gets the 429
+    # (with its retry-after) at once instead of a request held open (RETRY_MAX_WAIT_SECONDS).
+    max_retry_after: float = 5.0
 
     def backoff(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
         """Full jitter: uniform in [0, min(max_delay, base_delay * 2**retry_number))."""
@@ -107,11 +107,14 @@ class RetryPolicy:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         on_retry: Callable[[int, float, BaseException], None] | None = None,
+        failover: Callable[[], bool] | None = None,
     ) -> T:
         """Call ``attempt`` until it succeeds, fails for good, or waiting would pass the deadline.
 
         ``classify`` maps an exception to a :class:`Failure` (None: not ours to judge, re-raised).
-        The last error is re-raised unchanged, so callers see the upstream's own status and body.
+        ``failover`` says whether another backend can take the next attempt right now: then the
+        next attempt goes at once, without waiting. The last error is re-raised unchanged, so
+        callers see the upstream's own status and body.
         """
         retry_number = 0
         while True:
@@ -119,9 +122,9 @@ class RetryPolicy:
                 return await attempt()
             except Exception as exc:
                 failure = classify(exc)
-                if failure is None:
+                if failure is None or not failure.retryable or retry_number + 1 >= self.max_attempts:
                     raise
-                wait = self.delay(retry_number, failure, rng)
+                wait = 0.0 if failover is not None and failover() else self.delay(retry_number, failure, rng)
                 if wait is None or wait >= deadline.remaining():
                     raise
                 if on_retry is not None:

@@ -1,4 +1,4 @@
-"""Calls to the upstream through the one ``AsyncOpenAI`` client and the one retry policy.
+"""Calls to the upstream: the backend pool picks where, the one retry policy decides when.
 
 Bodies are forwarded as bytes and responses returned raw (``httpx2.Response``): the gateway relays
 what the upstream said instead of parsing it into SDK models and serialising it again, which would
@@ -8,6 +8,7 @@ cost time and drop fields the SDK does not know yet.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
@@ -16,11 +17,12 @@ from typing import Literal
 import httpx2
 import openai
 
+from shared.backends import DEFAULT_COOLDOWN_5XX, DEFAULT_COOLDOWN_429, BackendPool
 from shared.clients import get_openai_client
-from shared.config import get_settings
+from shared.config import BackendConfig, get_settings
 from shared.context import RequestContext
 from shared.errors import GatewayError, upstream_timeout, upstream_unreachable
-from shared.retry import Failure, RetryPolicy, status_is_retryable
+from shared.retry import Failure, RetryPolicy, parse_retry_after, status_is_retryable
 
 Method = Literal["GET", "POST", "DELETE"]
 _JSON = {"content-type": "application/json"}
@@ -28,17 +30,13 @@ _JSON = {"content-type": "application/json"}
 
 @lru_cache(maxsize=1)
 def get_retry_policy() -> RetryPolicy:
-    return RetryPolicy(max_attempts=get_settings().retry_max_attempts)
+    settings = get_settings()
+    return RetryPolicy(max_attempts=settings.retry_max_attempts, max_retry_after=settings.retry_max_wait_seconds)
 
 
-def classify(exc: BaseException) -> Failure | None:
-    """What the retry policy should make of an upstream failure."""
-    if isinstance(exc, openai.APIStatusError):
-        headers = exc.response.headers
-        return Failure(status_is_retryable(exc.status_code, headers), exc.status_code, headers)
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
-        return Failure(True)
-    return None
+@lru_cache(maxsize=1)
+def get_backend_pool() -> BackendPool:
+    return BackendPool.from_settings(get_settings())
 
 
 class UpstreamError(Exception):
@@ -49,6 +47,51 @@ class UpstreamError(Exception):
         self.response = response
 
 
+class AllCoolingDown(Exception):
+    """Every backend that could serve this request is cooling down after a 429 (or 5xx)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"all backends cooling down for {seconds:.3f} s")
+        self.seconds = seconds
+
+
+def classify(exc: BaseException) -> Failure | None:
+    """What the retry policy should make of an upstream failure."""
+    if isinstance(exc, openai.APIStatusError):
+        headers = exc.response.headers
+        return Failure(status_is_retryable(exc.status_code, headers), exc.status_code, headers)
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+        return Failure(True)
+    if isinstance(exc, AllCoolingDown):
+        return Failure(True, 429, {"retry-after-ms": str(math.ceil(exc.seconds * 1000))})
+    return None
+
+
+def rate_limited(seconds: float) -> GatewayError:
+    ms = math.ceil(seconds * 1000)
+    return GatewayError(
+        429,
+        f"Every upstream deployment for this model is rate limited; retry after {ms / 1000:.1f} s.",
+        type="rate_limit_error",
+        code="rate_limit_exceeded",
+        headers={"retry-after": str(max(1, math.ceil(seconds))), "retry-after-ms": str(ms)},
+    )
+
+
+def _cool_down(pool: BackendPool, backend: BackendConfig, deployment: str | None, exc: Exception) -> None:
+    """Skip a backend for as long as it asked (or a default) after it throttled or failed."""
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        asked = parse_retry_after(exc.response.headers)
+        if status == 429:
+            pool.cool(backend, deployment, asked if asked is not None else DEFAULT_COOLDOWN_429)
+        elif pool.multiple and status_is_retryable(status, exc.response.headers):
+            pool.cool(backend, deployment, asked if asked is not None else DEFAULT_COOLDOWN_5XX)
+    elif pool.multiple:
+        # With one backend a cool-down would only turn a quick retry into a wait.
+        pool.cool(backend, deployment, DEFAULT_COOLDOWN_5XX)
+
+
 async def send(
     ctx: RequestContext,
     method: Method,
@@ -56,20 +99,32 @@ async def send(
     *,
     content: bytes | None = None,
     stream: bool = False,
+    pinned: str | None = None,
+    probe_not_found: bool = False,
 ) -> httpx2.Response:
-    """Send one logical request (with retries) and return the upstream's successful response.
+    """Send one logical request (with failover and retries); return the successful response.
 
-    For ``stream=True`` only the headers have been read when this returns; the caller owns the
-    body and must close the response. Errors come out as :class:`UpstreamError` (the upstream's own
-    error response) or :class:`GatewayError` (unreachable, out of time).
+    ``pinned`` restricts the request to one backend (Responses affinity). ``probe_not_found``
+    treats a 404 as "not here" and tries the next backend (a stored response created through
+    another instance). For ``stream=True`` only the headers have been read when this returns; the
+    caller owns the body and must close the response. Errors come out as :class:`UpstreamError`
+    (the upstream's own error response) or :class:`GatewayError` (throttled, unreachable, late).
     """
-    client = get_openai_client()
+    pool = get_backend_pool()
+    deployment = ctx.model
+    tried: set[str] = set()
     headers = {"x-ms-client-request-id": ctx.request_id}
     if content is not None:
         headers.update(_JSON)
 
     async def attempt() -> httpx2.Response:
+        backend = pool.pick(deployment, tried, pinned)
+        if backend is None:
+            raise AllCoolingDown(pool.ready_in(deployment, pinned))
+        tried.add(backend.name)
         ctx.attempts += 1
+        ctx.backend = backend.name
+        client = get_openai_client(backend)
         remaining = ctx.deadline.remaining()
         options: openai.RequestOptions = {
             "headers": headers,
@@ -86,23 +141,32 @@ async def send(
                 return await client.delete(path, cast_to=httpx2.Response, options=options)
         except TimeoutError:
             raise upstream_timeout(f"no answer within the request's budget of {remaining:.1f} s") from None
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            _cool_down(pool, backend, deployment, exc)
+            raise
         finally:
             ctx.upstream_seconds += time.perf_counter() - started
 
+    def judge(exc: BaseException) -> Failure | None:
+        if (probe_not_found and isinstance(exc, openai.APIStatusError) and exc.status_code == 404
+                and pool.untried_ready(deployment, tried, pinned)):
+            return Failure(True, 404)
+        return classify(exc)
+
     policy = get_retry_policy()
     try:
-        response = await policy.run(attempt, classify=classify, deadline=ctx.deadline,
-                                    sleep=_sleep_counted(ctx))
+        response = await policy.run(attempt, classify=judge, deadline=ctx.deadline, sleep=_sleep_counted(ctx),
+                                    failover=lambda: pool.untried_ready(deployment, tried, pinned))
     except openai.APIStatusError as exc:
         _note(ctx, exc.response)
         raise UpstreamError(exc.response) from None
+    except AllCoolingDown as exc:
+        raise rate_limited(exc.seconds) from None
     except openai.APITimeoutError:
         raise upstream_timeout(f"gave up after {ctx.attempts} attempt(s)") from None
     except openai.APIConnectionError as exc:
         cause = exc.__cause__ or exc
         raise upstream_unreachable(f"{type(cause).__name__} after {ctx.attempts} attempt(s)") from None
-    except GatewayError:
-        raise
     _note(ctx, response)
     return response
 

@@ -22,8 +22,9 @@ from shared.upstream import UpstreamError, send
 
 logger = logging.getLogger("gateway.jobs")
 
-# Budget of one upstream request, retries of short waits included. Longer waits hand the message back.
-REQUEST_DEADLINE_SECONDS = 30.0
+# Budget of one upstream request, the retry policy's short waits included: a 429 asking for longer
+# than what is left of it ends the attempt, and the message is handed back for that long instead.
+REQUEST_DEADLINE_SECONDS = 20.0
 # The pacer may hold a request this long to smooth a burst; beyond it the message goes back to the queue.
 INLINE_WAIT_SECONDS = 2.0
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from shared.retry import parse_retry_after
 
 WINDOW_SECONDS = 60.0
+# Waits shorter than this are not worth a sleep (and rounding must not loop on them).
+NEGLIGIBLE_WAIT = 0.005
 # An observation without any known limit says nothing about later; after this it is dropped.
 STALE_SECONDS = 5.0
 
@@ -114,7 +116,7 @@ class Pacer:
         """Wait (at most ``max_wait``) until a request of ``cost`` tokens is likely to pass."""
         while True:
             wait = self.wait_for(cost)
-            if wait <= 0:
+            if wait <= NEGLIGIBLE_WAIT:
                 self.tokens.in_flight += cost
                 self.requests.in_flight += 1
                 return Permit(cost)

@@ -1,0 +1,1 @@
+"""Offline checks of azure.yaml and the Bicep templates under infra/."""
