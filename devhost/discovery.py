@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import re
 import sys
 import typing
 from collections.abc import Callable
@@ -67,6 +69,24 @@ class FunctionIndex:
     def names(self) -> list[str]:
         return [f.name for f in self.http] + [f.name for f in self.queues]
 
+
+
+_SETTING_EXPRESSION = re.compile(r"%([^%]+)%")
+
+
+def resolve_setting_expressions(value: str) -> str:
+    """Binding expressions like ``%EMBEDDING_JOBS_QUEUE%`` name an app setting, as in the real host.
+
+    A missing setting is an error there too (the function fails to index), so it is one here.
+    """
+
+    def setting(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ValueError(f"binding expression %{name}% names an app setting that is not set")
+        return os.environ[name]
+
+    return _SETTING_EXPRESSION.sub(setting, value)
 
 def import_function_app_module(script_root: Path, module_name: str = "function_app") -> ModuleType:
     """Import the app module from the script root, ahead of anything else on sys.path."""
@@ -187,8 +207,8 @@ def index_functions(app: FunctionRegister) -> FunctionIndex:
                 QueueFunction(
                     name=name,
                     arg_name=arg_name,
-                    queue_name=str(trigger["queueName"]),
-                    connection=str(trigger.get("connection") or "AzureWebJobsStorage"),
+                    queue_name=resolve_setting_expressions(str(trigger["queueName"])),
+                    connection=resolve_setting_expressions(str(trigger.get("connection") or "AzureWebJobsStorage")),
                     user_function=user_function,
                     arg_kind=_queue_arg_kind(hints.get(arg_name)),
                     context_arg=context_arg,

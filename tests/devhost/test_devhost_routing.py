@@ -54,3 +54,14 @@ def test_precedence_prefers_literals_then_constraints_then_catch_all() -> None:
 def test_bad_templates_are_rejected(template: str) -> None:
     with pytest.raises(RouteTemplateError):
         compile_route(template, "api")
+
+
+def test_binding_expressions_resolve_app_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from devhost.discovery import resolve_setting_expressions
+
+    monkeypatch.setenv("JOBS_QUEUE_FOR_TEST", "work-items")
+    assert resolve_setting_expressions("%JOBS_QUEUE_FOR_TEST%") == "work-items"
+    assert resolve_setting_expressions("plain-name") == "plain-name"
+    monkeypatch.delenv("JOBS_QUEUE_FOR_TEST")
+    with pytest.raises(ValueError, match="JOBS_QUEUE_FOR_TEST"):
+        resolve_setting_expressions("%JOBS_QUEUE_FOR_TEST%")
