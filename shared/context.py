@@ -22,10 +22,15 @@ class RequestContext:
     upstream_request_id: str | None = None
     model: str | None = None
     backend: str | None = None
+    first_byte_ms: float | None = None
 
     @classmethod
     def new(cls, timeout_seconds: float) -> RequestContext:
         return cls(request_id=str(uuid.uuid4()), deadline=Deadline.after(timeout_seconds))
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte_ms is None:
+            self.first_byte_ms = (time.perf_counter() - self.started) * 1000.0
 
     def overhead_ms(self) -> float:
         """Our own processing time so far: wall time minus time spent waiting on the upstream."""

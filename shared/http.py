@@ -5,18 +5,24 @@ and the gateway's operations: request ids, CORS, method and size checks, errors,
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from shared import cors
+from shared import cors, telemetry, usage
 from shared.config import ConfigurationError, get_settings
 from shared.context import RequestContext
 from shared.errors import GatewayError, internal_error, method_not_allowed, too_large
 from shared.gateway import Reply, error_reply, relayed_headers
 from shared.logs import log_request
 from shared.upstream import UpstreamError
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from shared.usage import Usage
 
 Handler = Callable[[RequestContext, Request], Awaitable[Reply]]
 
@@ -86,10 +92,12 @@ async def serve(request: Request, handlers: Mapping[str, Handler], *, route: str
             cors_headers = cors.preflight_headers(origin, allowed, request.headers)
         return _finish(request, route, ctx, Reply(204, headers={"allow": ", ".join(allowed)}), cors_headers)
     handler = handlers.get(method)
+    span = telemetry.start_request(route, method)
     try:
         if handler is None:
             raise method_not_allowed(method, tuple(handlers))
-        reply = await handler(ctx, request)
+        with telemetry.activate(span):
+            reply = await handler(ctx, request)
     except GatewayError as exc:
         reply = error_reply(exc)
     except UpstreamError as exc:
@@ -97,7 +105,25 @@ async def serve(request: Request, handlers: Mapping[str, Handler], *, route: str
     except Exception:
         logger.exception("unhandled error", extra={"request_id": ctx.request_id})
         reply = error_reply(internal_error())
+    if span is not None:
+        if reply.events is not None:
+            reply.events = _traced(reply.events, span, ctx, reply.status)
+        else:
+            telemetry.end_request(span, ctx, reply.status, usage.from_body(reply.body))
     return _finish(request, route, ctx, reply, cors_headers)
+
+
+async def _traced(
+    events: AsyncIterator[bytes], span: Span, ctx: RequestContext, status: int
+) -> AsyncIterator[bytes]:
+    """Ends the request span when the stream ends, with the usage the stream reported."""
+    seen: Usage | None = None
+    try:
+        async for chunk in events:
+            seen = usage.from_event(chunk) or seen
+            yield chunk
+    finally:
+        telemetry.end_request(span, ctx, status, seen)
 
 
 def _finish(request: Request, route: str, ctx: RequestContext, reply: Reply,

@@ -36,9 +36,11 @@ async def relay_events(response: httpx2.Response, ctx: RequestContext) -> AsyncI
             cut = _event_boundary(data)
             if cut == len(data):
                 pending = b""
+                ctx.mark_first_byte()
                 yield data
             elif cut:
                 pending = data[cut:]
+                ctx.mark_first_byte()
                 yield data[:cut]
             else:
                 pending = data

@@ -17,6 +17,7 @@ from typing import Literal
 import httpx2
 import openai
 
+from shared import telemetry
 from shared.backends import DEFAULT_COOLDOWN_5XX, DEFAULT_COOLDOWN_429, BackendPool
 from shared.clients import get_openai_client
 from shared.config import BackendConfig, get_settings
@@ -131,21 +132,28 @@ async def send(
             "timeout": httpx2.Timeout(remaining, connect=min(5.0, remaining)),
         }
         started = time.perf_counter()
-        try:
-            async with asyncio.timeout(remaining):
-                if method == "POST":
-                    return await client.post(path, cast_to=httpx2.Response, content=content, options=options,
-                                             stream=stream, stream_cls=None)
-                if method == "GET":
-                    return await client.get(path, cast_to=httpx2.Response, options=options)
-                return await client.delete(path, cast_to=httpx2.Response, options=options)
-        except TimeoutError:
-            raise upstream_timeout(f"no answer within the request's budget of {remaining:.1f} s") from None
-        except (openai.APIStatusError, openai.APIConnectionError) as exc:
-            _cool_down(pool, backend, deployment, exc)
-            raise
-        finally:
-            ctx.upstream_seconds += time.perf_counter() - started
+        with telemetry.attempt_span(ctx, backend.name) as span:
+            try:
+                async with asyncio.timeout(remaining):
+                    if method == "POST":
+                        response = await client.post(path, cast_to=httpx2.Response, content=content,
+                                                     options=options, stream=stream, stream_cls=None)
+                    elif method == "GET":
+                        response = await client.get(path, cast_to=httpx2.Response, options=options)
+                    else:
+                        response = await client.delete(path, cast_to=httpx2.Response, options=options)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", response.status_code)
+                return response
+            except TimeoutError:
+                raise upstream_timeout(f"no answer within the request's budget of {remaining:.1f} s") from None
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                _cool_down(pool, backend, deployment, exc)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", getattr(exc, "status_code", 0))
+                raise
+            finally:
+                ctx.upstream_seconds += time.perf_counter() - started
 
     def judge(exc: BaseException) -> Failure | None:
         if (probe_not_found and isinstance(exc, openai.APIStatusError) and exc.status_code == 404

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import function_app
+from tests.app_functions import app_functions
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_PYTHON = ROOT / ".venv-py313" / "bin" / "python"
@@ -43,7 +43,7 @@ def test_worker_init_succeeds_and_enables_streaming(indexed: dict[str, Any]) -> 
 
 def test_every_function_is_indexed_with_the_metadata_we_declared(indexed: dict[str, Any]) -> None:
     by_name = {f["name"]: f for f in indexed["functions"]}
-    expected = {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
+    expected = app_functions()
     assert set(by_name) == set(expected)
     for name, fn in expected.items():
         trigger = by_name[name]["raw_bindings"][0]
@@ -56,8 +56,9 @@ def test_every_function_is_indexed_with_the_metadata_we_declared(indexed: dict[s
             assert trigger["queueName"] == ours["queueName"] and trigger["connection"] == ours["connection"]
 
 
-def test_only_health_is_anonymous(indexed: dict[str, Any]) -> None:
-    levels = {f["name"]: f["raw_bindings"][0].get("authLevel") for f in indexed["functions"]
-              if f["raw_bindings"][0]["type"] == "httpTrigger"}
-    assert levels.pop("health") == "ANONYMOUS"
-    assert levels and set(levels.values()) == {"FUNCTION"}
+def test_every_api_route_requires_a_function_key(indexed: dict[str, Any]) -> None:
+    http = [f["raw_bindings"][0] for f in indexed["functions"] if f["raw_bindings"][0]["type"] == "httpTrigger"]
+    api = {b["route"]: b["authLevel"] for b in http if b["route"].startswith("v1/")}
+    assert api and set(api.values()) == {"FUNCTION"}
+    public = {b["route"] for b in http if b["authLevel"] == "ANONYMOUS"}
+    assert "health" in public and not any(route.startswith("v1/") for route in public)
