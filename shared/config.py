@@ -136,6 +136,7 @@ class Settings:
     jobs_table: str = "embeddingjobs"
     storage_connection: str = "AzureWebJobsStorage"
     retry_max_wait_seconds: float = 5.0
+    caller_tokens_per_minute: int = 0
     extra_backends: tuple[BackendConfig, ...] = ()
 
     @property
@@ -172,6 +173,8 @@ class Settings:
             retry_max_attempts=_int(env, "RETRY_MAX_ATTEMPTS", 4),
             retry_max_wait_seconds=_float(env, "RETRY_MAX_WAIT_SECONDS", 5.0),
             extra_backends=backends,
+            caller_tokens_per_minute=_int(env, "CALLER_TOKENS_PER_MINUTE", 0) if env.get(
+                "CALLER_TOKENS_PER_MINUTE", "").strip() not in {"", "0"} else 0,
             log_content=_bool(env, "LOG_CONTENT"),
             jobs_queue=env.get("EMBEDDING_JOBS_QUEUE", "").strip() or "embedding-jobs",
             jobs_container=env.get("EMBEDDING_JOBS_CONTAINER", "").strip() or "embedding-jobs",

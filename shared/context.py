@@ -23,6 +23,7 @@ class RequestContext:
     model: str | None = None
     backend: str | None = None
     first_byte_ms: float | None = None
+    caller: str = "anonymous"
 
     @classmethod
     def new(cls, timeout_seconds: float) -> RequestContext:

@@ -12,14 +12,19 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import httpx2
+from pydantic import BaseModel
 
+from shared import usage
 from shared.config import Settings, get_settings
 from shared.context import RequestContext
 from shared.errors import GatewayError, not_found
+from shared.quota import CallerQuota, Reservation, get_quota
 from shared.relay import relay_events
 from shared.schemas import ChatCompletionRequest, EmbeddingsRequest, ResponsesRequest
 from shared.upstream import get_backend_pool, send
 from shared.validation import check_mcp_tools, parse_body, resolve_model, with_model
+
+ModelRequest = ChatCompletionRequest | ResponsesRequest | EmbeddingsRequest
 
 # Upstream headers worth passing on: rate-limit state lets callers pace themselves, and the
 # upstream's own ids let support trace a request through Azure.
@@ -72,17 +77,46 @@ async def _noting_first_event(events: AsyncIterator[bytes], ctx: RequestContext)
         yield chunk
 
 
-async def _forward(ctx: RequestContext, path: str, raw: bytes, model: str, stream: bool,
-                   settings: Settings, *, previous_response_id: str | None = None) -> Reply:
-    deployment = resolve_model(model, settings)
+async def _settling(events: AsyncIterator[bytes], quota: CallerQuota, reservation: Reservation
+                   ) -> AsyncIterator[bytes]:
+    seen: usage.Usage | None = None
+    try:
+        async for chunk in events:
+            seen = usage.from_event(chunk) or seen
+            yield chunk
+    finally:
+        quota.settle(reservation, seen.total_tokens if seen else None)
+
+
+def _estimate_tokens(raw: bytes, request: BaseModel) -> int:
+    """Prompt from the body size (JSON overhead makes it generous) plus the requested output cap."""
+    extra = request.model_extra or {}
+    cap = next((v for k in ("max_tokens", "max_completion_tokens", "max_output_tokens")
+                if isinstance(v := extra.get(k), int) and v > 0), 0)
+    return -(-len(raw) // 4) + cap
+
+
+async def _forward(ctx: RequestContext, path: str, raw: bytes, request: ModelRequest, settings: Settings,
+                   *, stream: bool = False, previous_response_id: str | None = None) -> Reply:
+    deployment = resolve_model(request.model, settings)
     ctx.model = deployment
-    body = raw if deployment == model else with_model(raw, deployment)
+    body = raw if deployment == request.model else with_model(raw, deployment)
+    quota = get_quota()
+    reservation = quota.reserve(ctx.caller, _estimate_tokens(raw, request)) if quota else None
     pool = get_backend_pool()
     affinity = path == "/responses" and pool.multiple
     pinned = pool.home_of(previous_response_id)
-    response = await send(ctx, "POST", path, content=body, stream=stream, pinned=pinned,
-                          probe_not_found=affinity and previous_response_id is not None and pinned is None)
+    try:
+        response = await send(ctx, "POST", path, content=body, stream=stream, pinned=pinned,
+                              probe_not_found=affinity and previous_response_id is not None and pinned is None)
+    except BaseException:
+        if quota and reservation:
+            quota.settle(reservation, 0)  # nothing was generated
+        raise
     headers = relayed_headers(response)
+    if quota and reservation:
+        headers["x-caller-ratelimit-limit-tokens"] = str(quota.limit)
+        headers["x-caller-ratelimit-remaining-tokens"] = str(quota.remaining(ctx.caller))
     if stream:
         headers["content-type"] = "text/event-stream; charset=utf-8"
         headers["cache-control"] = "no-cache"
@@ -90,28 +124,33 @@ async def _forward(ctx: RequestContext, path: str, raw: bytes, model: str, strea
         events = relay_events(response, ctx)
         if affinity:
             events = _noting_first_event(events, ctx)
+        if quota and reservation:
+            events = _settling(events, quota, reservation)
         return Reply(response.status_code, headers=headers, events=events)
     if affinity:
         _remember_response(ctx, response.content)
+    if quota and reservation:
+        reported = usage.from_body(response.content)
+        quota.settle(reservation, reported.total_tokens if reported else None)
     return Reply(response.status_code, body=response.content, headers=headers)
 
 
 async def chat_completions(ctx: RequestContext, raw: bytes) -> Reply:
     request = parse_body(raw, ChatCompletionRequest)
-    return await _forward(ctx, "/chat/completions", raw, request.model, bool(request.stream), get_settings())
+    return await _forward(ctx, "/chat/completions", raw, request, get_settings(), stream=bool(request.stream))
 
 
 async def create_response(ctx: RequestContext, raw: bytes) -> Reply:
     settings = get_settings()
     request = parse_body(raw, ResponsesRequest)
     check_mcp_tools(request.tools, settings)
-    return await _forward(ctx, "/responses", raw, request.model, bool(request.stream), settings,
+    return await _forward(ctx, "/responses", raw, request, settings, stream=bool(request.stream),
                           previous_response_id=request.previous_response_id)
 
 
 async def embeddings(ctx: RequestContext, raw: bytes) -> Reply:
     request = parse_body(raw, EmbeddingsRequest)
-    return await _forward(ctx, "/embeddings", raw, request.model, False, get_settings())
+    return await _forward(ctx, "/embeddings", raw, request, get_settings())
 
 
 def _response_path(response_id: str) -> str:

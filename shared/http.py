@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from shared import cors, telemetry, usage
+from shared import callers, cors, telemetry, usage
 from shared.config import ConfigurationError, get_settings
 from shared.context import RequestContext
 from shared.errors import GatewayError, internal_error, method_not_allowed, too_large
@@ -77,6 +77,7 @@ async def serve(request: Request, handlers: Mapping[str, Handler], *, route: str
                              code="configuration_error")
         return _to_response(error_reply(error), ctx, {})
     ctx = RequestContext.new(settings.request_timeout_seconds)
+    ctx.caller = callers.identify(request.headers, request.query_params)
     method = request.method
     allowed = (*handlers, "OPTIONS")
     origin = request.headers.get("origin")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -29,6 +30,8 @@ from shared.storage import DEFAULT_CONNECTION, StorageClients, StorageConfig
 
 DEFAULT_QUEUE = "embedding-jobs"
 DEFAULT_CONTAINER = "embedding-jobs"
+DEFAULT_TABLE = "embeddingjobs"
+logger = logging.getLogger("gateway.jobs.client")
 
 
 def _queue_name() -> str:
@@ -37,6 +40,10 @@ def _queue_name() -> str:
 
 def _container_name() -> str:
     return os.environ.get("EMBEDDING_JOBS_CONTAINER", "").strip() or DEFAULT_CONTAINER
+
+
+def _table_name() -> str:
+    return os.environ.get("EMBEDDING_JOBS_TABLE", "").strip() or DEFAULT_TABLE
 
 
 def build_message(*, job_id: str, model: str, inputs: Iterable[str | Mapping[str, str]] | None = None,
@@ -103,8 +110,27 @@ async def _submit(clients: StorageClients, message: messages.JobMessage, queue_n
         message = message.model_copy(update={"input": None,
                                              "input_blob": messages.BlobRef(container=container, name=name)})
         body = messages.to_json(message)
+    await _record_queued(clients, message)
     queue_client = clients.queue.get_queue_client(queue_name)
     await _send_creating(queue_client.create_queue, lambda: enqueue.send(queue_client, body))
+
+
+async def _record_queued(clients: StorageClients, message: messages.JobMessage) -> None:
+    """Write the job row now, so that status reads say ``queued`` instead of 404 until a worker plans it.
+
+    Best effort: a producer allowed to send messages but not to write the table still submits; the
+    planner creates the row then.
+    """
+    from shared.jobs.store import JobStore, fields_for
+
+    table = _table_name()
+    store = JobStore(clients.table.get_table_client(table))
+    try:
+        await _send_creating(lambda: clients.table.create_table_if_not_exists(table),
+                             lambda: store.create(message.id, fields_for(message, None, "queue")))
+    except Exception as exc:
+        logger.warning("could not record job %s as queued (%s); it appears once planned", message.id,
+                       type(exc).__name__)
 
 
 def submit_job_sync(inputs: Iterable[str | Mapping[str, str]] | None = None, *, model: str,

@@ -24,7 +24,7 @@ from shared.jobs.embed import JobFailed
 from shared.jobs.packing import InvalidInput, Item, Packer, make_item
 from shared.jobs.results import MAX_BLOCKS, PART_INPUTS
 from shared.jobs.runtime import Runtime
-from shared.jobs.store import QUEUED, RUNNING, TERMINAL, JobState, now
+from shared.jobs.store import QUEUED, RUNNING, TERMINAL, JobState, fields_for, now
 from shared.validation import resolve_model
 
 logger = logging.getLogger("gateway.jobs")
@@ -57,30 +57,21 @@ async def _from_blob(rt: Runtime, ref: messages.BlobRef) -> AsyncIterator[object
         raise InvalidJob(f"the input blob does not exist: {exc}") from None
 
 
-def job_fields(message: messages.JobMessage, deployment: str, source: str) -> dict[str, object]:
-    fields: dict[str, object] = {"status": QUEUED, "model": message.model, "deployment": deployment,
-                                 "created_at": now(), "source": source}
-    if message.dimensions is not None:
-        fields["dimensions"] = message.dimensions
-    if message.metadata:
-        fields["user_metadata"] = json.dumps(message.metadata, ensure_ascii=False)
-    return fields
-
-
 async def plan(rt: Runtime, message: messages.JobMessage) -> None:
     try:
         deployment = resolve_model(message.model, get_settings())
     except GatewayError as exc:
         raise InvalidJob(exc.message) from None
     job_id = message.id
-    await rt.store.create(job_id, job_fields(message, deployment, "queue"))
+    await rt.store.create(job_id, fields_for(message, deployment, "queue"))
     row = await rt.store.get_row(job_id)
     if row is None:  # pragma: no cover - just created
         raise RuntimeError(f"job row {job_id} vanished")
     state = JobState(row)
     if state.status in TERMINAL or row.get("enqueued"):
         return
-    await rt.store.transition(job_id, {"status": RUNNING, "started_at": now()}, only_from=frozenset({QUEUED}))
+    await rt.store.transition(job_id, {"status": RUNNING, "started_at": now(), "deployment": deployment},
+                              only_from=frozenset({QUEUED}))
 
     source = _inline(message.input) if message.input is not None else _from_blob(rt, message.input_blob)  # type: ignore[arg-type]
     chunks = await _write_chunks(rt, job_id, source)

@@ -14,9 +14,8 @@ from shared.errors import GatewayError, not_found
 from shared.gateway import Reply
 from shared.jobs import blobs, enqueue, layout, messages
 from shared.jobs.ids import is_job_id, new_job_id
-from shared.jobs.planner import job_fields
 from shared.jobs.runtime import Runtime, get_runtime
-from shared.jobs.store import FAILED, SUCCEEDED, JobState, clip
+from shared.jobs.store import FAILED, SUCCEEDED, JobState, clip, fields_for
 from shared.validation import parse_body, resolve_model
 
 ROUTE = "/api/v1/embeddings/jobs"
@@ -87,7 +86,7 @@ async def submit(ctx: RequestContext, raw: bytes) -> Reply:
         **({"dimensions": request.dimensions} if request.dimensions is not None else {}),
         **({"metadata": request.metadata} if request.metadata else {}),
     }, strict=False)
-    fields = {**job_fields(message, deployment, "http"), "total": len(request.input)}
+    fields = {**fields_for(message, deployment, "http"), "total": len(request.input)}
     await rt.store.create(job_id, fields)
     try:
         await enqueue.send(rt.queue, await _queue_form(rt, message))

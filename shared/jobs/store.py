@@ -22,6 +22,8 @@ from shared.jobs import layout
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
+    from shared.jobs.messages import JobMessage
+
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 TERMINAL = frozenset({SUCCEEDED, FAILED})
 # Table string properties hold at most 64 KiB (32k UTF-16 characters); reasons are cut well below.
@@ -95,6 +97,18 @@ class JobState:
     def metadata(self) -> dict[str, str] | None:
         raw = self.row.get(METADATA_FIELD)
         return json.loads(raw) if isinstance(raw, str) and raw else None
+
+
+def fields_for(message: JobMessage, deployment: str | None, source: str) -> dict[str, Any]:
+    """The job row's fields at submission (``deployment`` once the model is resolved)."""
+    fields: dict[str, Any] = {"status": QUEUED, "model": message.model, "created_at": now(), "source": source}
+    if deployment is not None:
+        fields["deployment"] = deployment
+    if message.dimensions is not None:
+        fields["dimensions"] = message.dimensions
+    if message.metadata:
+        fields[METADATA_FIELD] = json.dumps(message.metadata, ensure_ascii=False)
+    return fields
 
 
 class JobStore:

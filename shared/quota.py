@@ -1,0 +1,199 @@
+"""Per-caller tokens-per-minute limits (like API Management's token-limit policy).
+
+Before a call the gateway reserves an estimate (request bytes / 4 for the prompt, plus the
+requested maximum output); after it, the reservation is settled with the upstream's real usage.
+Over the limit, the caller gets 429 with ``retry-after`` and never reaches the upstream.
+
+Counting is a sliding minute approximated by two fixed buckets (this minute, plus last minute's
+weighted by how much of it is still inside the window), which is exact at a steady rate and within
+a few percent under bursts. Across instances, each instance writes its own counts to Table storage
+(one entity per caller, minute and instance, so writers never contend) and reads the other
+instances' counts at most once per ``SYNC_SECONDS`` per caller: a caller can overshoot by what the
+other instances admitted since their last sync. If storage is unreachable, limits hold per instance
+(fail open to the per-instance view rather than refuse traffic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.errors import GatewayError
+
+SYNC_SECONDS = 1.0
+TABLE = "callerusage"
+logger = logging.getLogger("gateway.quota")
+
+
+class UsageStore(Protocol):
+    async def write(self, caller: str, minute: int, instance: str, tokens: int) -> None: ...
+    async def read_others(self, caller: str, minute: int, instance: str) -> int: ...
+
+
+@dataclass(slots=True)
+class Reservation:
+    caller: str
+    minute: int
+    tokens: int
+
+
+def over_limit(limit: int, retry_after: float) -> GatewayError:
+    seconds = max(1, math.ceil(retry_after))
+    return GatewayError(
+        429,
+        f"This caller has used its {limit} tokens per minute; retry after {seconds} s.",
+        type="rate_limit_error",
+        code="caller_token_limit_exceeded",
+        headers={"retry-after": str(seconds), "retry-after-ms": str(math.ceil(retry_after * 1000)),
+                 "x-caller-ratelimit-limit-tokens": str(limit), "x-caller-ratelimit-remaining-tokens": "0"},
+    )
+
+
+@dataclass(slots=True)
+class CallerQuota:
+    limit: int
+    store: UsageStore | None = None
+    clock: Callable[[], float] = time.time
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _local: dict[tuple[str, int], int] = field(default_factory=dict)
+    _others: dict[tuple[str, int], int] = field(default_factory=dict)
+    _synced_at: dict[str, float] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def _total(self, caller: str, minute: int) -> int:
+        return self._local.get((caller, minute), 0) + self._others.get((caller, minute), 0)
+
+    def used(self, caller: str) -> float:
+        now = self.clock()
+        minute = int(now // 60)
+        inside = 1.0 - (now % 60) / 60.0
+        return self._total(caller, minute) + self._total(caller, minute - 1) * inside
+
+    def remaining(self, caller: str) -> int:
+        return max(0, int(self.limit - self.used(caller)))
+
+    def _wait_for(self, caller: str, tokens: int) -> float:
+        """Seconds until ``tokens`` more would fit in the sliding minute."""
+        now = self.clock()
+        minute = int(now // 60)
+        current, previous = self._total(caller, minute), self._total(caller, minute - 1)
+        into_minute = now % 60
+        room = self.limit - current - tokens
+        if room < 0:
+            # Only the next minute helps: this minute's count then fades out as the window slides.
+            return 60.0 - into_minute + 60.0 * max(0.0, 1.0 - (self.limit - tokens) / current)
+        # This minute has room; wait until enough of last minute's count has slid out of the window.
+        return max(0.0, 60.0 * (1.0 - room / previous) - into_minute) if previous else 0.0
+
+    def reserve(self, caller: str, tokens: int) -> Reservation:
+        if tokens > self.limit:
+            raise GatewayError(400, f"This request needs about {tokens} tokens, more than the caller limit of "
+                               f"{self.limit} tokens per minute.", code="caller_token_limit_too_small")
+        if self.used(caller) + tokens > self.limit:
+            raise over_limit(self.limit, self._wait_for(caller, tokens))
+        minute = int(self.clock() // 60)
+        key = (caller, minute)
+        self._local[key] = self._local.get(key, 0) + tokens
+        self._schedule_sync(caller)
+        return Reservation(caller, minute, tokens)
+
+    def settle(self, reservation: Reservation, actual: int | None) -> None:
+        """Replace the estimate with what the upstream reported (kept if it reported nothing)."""
+        if actual is None:
+            return
+        key = (reservation.caller, reservation.minute)
+        self._local[key] = max(0, self._local.get(key, 0) + actual - reservation.tokens)
+        self._schedule_sync(reservation.caller)
+
+    def _schedule_sync(self, caller: str) -> None:
+        if self.store is None or self.clock() - self._synced_at.get(caller, 0.0) < SYNC_SECONDS:
+            return
+        self._synced_at[caller] = self.clock()
+        task = asyncio.get_running_loop().create_task(self.sync(caller))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def sync(self, caller: str) -> None:
+        """Publish this instance's counts and learn the others' (this minute and the last)."""
+        if self.store is None:
+            return
+        minute = int(self.clock() // 60)
+        try:
+            for m in (minute - 1, minute):
+                if (caller, m) in self._local:
+                    await self.store.write(caller, m, self.instance, self._local[(caller, m)])
+                self._others[(caller, m)] = await self.store.read_others(caller, m, self.instance)
+        except Exception as exc:
+            logger.warning("caller usage sync failed (%s); limits hold per instance until it recovers", exc)
+        self._forget_before(minute - 1)
+
+    def _forget_before(self, minute: int) -> None:
+        for table in (self._local, self._others):
+            for key in [k for k in table if k[1] < minute]:
+                del table[key]
+
+
+class TableUsageStore:
+    """Counts in Table storage: PartitionKey ``<caller>|<minute>``, RowKey = instance id."""
+
+    def __init__(self, table_client: Any) -> None:
+        self.table = table_client
+        self._created = False
+
+    async def _ensure(self) -> None:
+        if not self._created:
+            from azure.core.exceptions import ResourceExistsError
+
+            with contextlib.suppress(ResourceExistsError):
+                await self.table.create_table()
+            self._created = True
+
+    async def write(self, caller: str, minute: int, instance: str, tokens: int) -> None:
+        await self._ensure()
+        await self.table.upsert_entity({"PartitionKey": f"{caller}|{minute}", "RowKey": instance, "tokens": tokens})
+
+    async def read_others(self, caller: str, minute: int, instance: str) -> int:
+        await self._ensure()
+        total = 0
+        entities = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": f"{caller}|{minute}"},
+                                             select=["RowKey", "tokens"])
+        async for entity in entities:
+            if entity["RowKey"] != instance:
+                total += int(entity.get("tokens", 0))
+        return total
+
+
+_quota: CallerQuota | None = None
+_quota_built = False
+
+
+def get_quota() -> CallerQuota | None:
+    """The process's quota keeper, or None when ``CALLER_TOKENS_PER_MINUTE`` is off."""
+    global _quota, _quota_built
+    if not _quota_built:
+        from shared.config import get_settings
+
+        limit = get_settings().caller_tokens_per_minute
+        if limit > 0:
+            store: UsageStore | None = None
+            try:
+                from shared.storage import get_storage
+
+                store = TableUsageStore(get_storage().table.get_table_client(TABLE))
+            except Exception as exc:  # no storage configured: limits per instance only
+                logger.warning("caller limits without shared storage (%s)", exc)
+            _quota = CallerQuota(limit, store=store)
+        _quota_built = True
+    return _quota
+
+
+def reset_quota() -> None:
+    global _quota, _quota_built
+    _quota, _quota_built = None, False
