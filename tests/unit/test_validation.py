@@ -94,3 +94,15 @@ def test_mcp_tools_check_names_the_offending_tool() -> None:
         check_mcp_tools([{"type": "function"}, {"type": "mcp", "server_url": "https://evil.test/mcp"}], SETTINGS)
     assert (info.value.status, info.value.param, info.value.code) == (400, "tools[1].server_url",
                                                                       "mcp_server_not_allowed")
+
+
+def test_upstream_errors_are_completed_to_openai_shape() -> None:
+    from shared.http import openai_error_body
+
+    azure_429 = json.loads(openai_error_body(429, b'{"error":{"code":"429","message":"slow down","x":1}}'))
+    assert azure_429 == {"error": {"code": "429", "message": "slow down", "x": 1, "type": "rate_limit_error",
+                                   "param": None}}
+    full = b'{"error":{"message":"m","type":"t","param":"p","code":"c"}}'
+    assert openai_error_body(400, full) == full
+    html = json.loads(openai_error_body(502, b"<html>Bad gateway</html>"))["error"]
+    assert html["type"] == "upstream_error" and "Bad gateway" in html["message"] and html["code"] == "upstream_502"
