@@ -24,6 +24,8 @@ class RequestContext:
     backend: str | None = None
     first_byte_ms: float | None = None
     caller: str = "anonymous"
+    # Only filled when LOG_CONTENT=true: prompt and completion text stay out of logs by default.
+    content: dict[str, str] | None = None
 
     @classmethod
     def new(cls, timeout_seconds: float) -> RequestContext:

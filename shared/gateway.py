@@ -18,6 +18,7 @@ from shared import usage
 from shared.config import Settings, get_settings
 from shared.context import RequestContext
 from shared.errors import GatewayError, not_found
+from shared.logs import capture_content
 from shared.quota import CallerQuota, Reservation, get_quota
 from shared.relay import relay_events
 from shared.schemas import ChatCompletionRequest, EmbeddingsRequest, ResponsesRequest
@@ -100,6 +101,8 @@ async def _forward(ctx: RequestContext, path: str, raw: bytes, request: ModelReq
                    *, stream: bool = False, previous_response_id: str | None = None) -> Reply:
     deployment = resolve_model(request.model, settings)
     ctx.model = deployment
+    if settings.log_content:
+        capture_content(ctx, "request", raw)
     body = raw if deployment == request.model else with_model(raw, deployment)
     quota = get_quota()
     reservation = quota.reserve(ctx.caller, _estimate_tokens(raw, request)) if quota else None
@@ -129,6 +132,8 @@ async def _forward(ctx: RequestContext, path: str, raw: bytes, request: ModelReq
         return Reply(response.status_code, headers=headers, events=events)
     if affinity:
         _remember_response(ctx, response.content)
+    if settings.log_content:
+        capture_content(ctx, "response", response.content)
     if quota and reservation:
         reported = usage.from_body(response.content)
         quota.settle(reservation, reported.total_tokens if reported else None)

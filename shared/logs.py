@@ -13,7 +13,7 @@ logger = logging.getLogger("gateway.requests")
 def log_request(ctx: RequestContext, *, method: str, route: str, status: int, streamed: bool) -> None:
     if not logger.isEnabledFor(logging.INFO):
         return
-    logger.info(json.dumps({
+    fields = {
         "event": "request",
         "request_id": ctx.request_id,
         "method": method,
@@ -27,4 +27,18 @@ def log_request(ctx: RequestContext, *, method: str, route: str, status: int, st
         "attempts": ctx.attempts,
         "overhead_ms": round(ctx.overhead_ms(), 3),
         "upstream_ms": round(ctx.upstream_seconds * 1000.0, 3),
-    }, separators=(",", ":")))
+        "caller": ctx.caller,
+    }
+    if ctx.content:
+        fields["content"] = ctx.content
+    logger.info(json.dumps(fields, separators=(",", ":")))
+
+
+CONTENT_LIMIT = 4096
+
+
+def capture_content(ctx: RequestContext, name: str, body: bytes) -> None:
+    """Keep (the start of) a body for the request's log line; only called when LOG_CONTENT=true."""
+    if ctx.content is None:
+        ctx.content = {}
+    ctx.content[name] = body[:CONTENT_LIMIT].decode("utf-8", "replace")

@@ -152,3 +152,17 @@ async def test_first_stream_event_arrives_while_upstream_is_still_generating(
     assert arrivals[-1] > 1.1
     assert arrivals[0] < 0.6
     assert arrivals[len(arrivals) // 2] < arrivals[-1] - 0.4
+
+
+def test_request_log_has_ids_but_no_prompt_text(client: openai.OpenAI, stack) -> None:  # type: ignore[no-untyped-def]
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "confidential-marker-7731"}])
+    request_id = raw.headers["x-request-id"]
+    deadline = time.monotonic() + 5
+    log = ""
+    while time.monotonic() < deadline and request_id not in log:
+        time.sleep(0.1)
+        log = stack.host_log.read_text()
+    line = next(line for line in log.splitlines() if request_id in line)
+    assert '"upstream_request_id"' in line and '"overhead_ms"' in line
+    assert "confidential-marker-7731" not in log
