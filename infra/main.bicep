@@ -147,6 +147,8 @@ var jobsQueueName = 'embedding-jobs'
 var jobsPoisonQueueName = '${jobsQueueName}-poison'
 var jobsContainerName = 'embedding-jobs'
 var jobsTableName = 'embeddingjobs'
+// Fixed name, not a setting: the per-caller limit counts (shared/quota.py TABLE).
+var usageTableName = 'callerusage'
 
 var useExistingOpenAi = !empty(existingOpenAiAccountName)
 var openAiAccountName = useExistingOpenAi ? existingOpenAiAccountName : 'oai-${resourceToken}'
@@ -183,6 +185,7 @@ module storage 'core/storage.bicep' = {
     jobsQueueName: jobsQueueName
     jobsPoisonQueueName: jobsPoisonQueueName
     jobsTableName: jobsTableName
+    usageTableName: usageTableName
   }
 }
 

@@ -40,6 +40,9 @@ param jobsPoisonQueueName string
 @description('Table holding embedding-job status.')
 param jobsTableName string
 
+@description('Table holding per-caller token counts shared across instances (shared/quota.py).')
+param usageTableName string
+
 @description('Days a deleted blob or container can be restored.')
 @minValue(1)
 @maxValue(365)
@@ -126,6 +129,11 @@ resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-0
 resource jobsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: jobsTableName
+}
+
+resource usageTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: usageTableName
 }
 
 output name string = storage.name

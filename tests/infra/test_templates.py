@@ -166,7 +166,7 @@ def test_storage_has_the_job_queue_poison_queue_container_and_table(templates, a
     kinds = {
         "Microsoft.Storage/storageAccounts/blobServices/containers": {"deploymentContainerName", "jobsContainerName"},
         "Microsoft.Storage/storageAccounts/queueServices/queues": {"jobsQueueName", "jobsPoisonQueueName"},
-        "Microsoft.Storage/storageAccounts/tableServices/tables": {"jobsTableName"},
+        "Microsoft.Storage/storageAccounts/tableServices/tables": {"jobsTableName", "usageTableName"},
     }
     for type_, names in kinds.items():
         found = {r.config["name"] for r in templates.resources(type_, STORAGE)}
@@ -176,12 +176,15 @@ def test_storage_has_the_job_queue_poison_queue_container_and_table(templates, a
 
     defaults = {s["name"]: s.get("default") for s in app_settings_spec["settings"]}
     params = templates.module(STORAGE).params
-    resolved = {k: templates.var(MAIN, v) for k, v in params.items() if k.startswith("jobs")}
+    resolved = {k: templates.var(MAIN, v) for k, v in params.items() if k.startswith(("jobs", "usage"))}
     queue = defaults["EMBEDDING_JOBS_QUEUE"]
     assert resolved["jobsQueueName"] == queue == "embedding-jobs"
     assert resolved["jobsPoisonQueueName"] == "${jobsQueueName}-poison"  # -> embedding-jobs-poison
     assert resolved["jobsContainerName"] == defaults["EMBEDDING_JOBS_CONTAINER"] == "embedding-jobs"
     assert resolved["jobsTableName"] == defaults["EMBEDDING_JOBS_TABLE"] == "embeddingjobs"
+    from shared.quota import TABLE
+
+    assert resolved["usageTableName"] == TABLE
     assert params["deploymentContainerName"] in templates.variables(MAIN)
 
 
