@@ -23,3 +23,11 @@ async def models(req: Request) -> Response:
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def openapi(req: Request) -> Response:
+    """The API description is public: it holds no secrets and lets tools and SDK generators start."""
+    from shared.openapi import document
+
+    return Response(document(), media_type="application/json")

@@ -27,6 +27,7 @@ from shared.retry import Failure, RetryPolicy, parse_retry_after, status_is_retr
 
 Method = Literal["GET", "POST", "DELETE"]
 _JSON = {"content-type": "application/json"}
+SETTLE_SECONDS = 0.25
 
 
 @lru_cache(maxsize=1)
@@ -120,8 +121,15 @@ async def send(
 
     async def attempt() -> httpx2.Response:
         backend = pool.pick(deployment, tried, pinned)
-        if backend is None:
-            raise AllCoolingDown(pool.ready_in(deployment, pinned))
+        while backend is None:
+            wait = pool.ready_in(deployment, pinned)
+            if wait > SETTLE_SECONDS:
+                raise AllCoolingDown(wait)
+            # The policy just waited the upstream's retry-after; the cool-down, stamped when the
+            # 429 arrived, may still have a few milliseconds to run (and the event loop may wake a
+            # sleeper a clock tick early). Finish it rather than give up.
+            await _sleep_counted(ctx)(wait + 0.002)
+            backend = pool.pick(deployment, tried, pinned)
         tried.add(backend.name)
         ctx.attempts += 1
         ctx.backend = backend.name
