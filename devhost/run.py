@@ -85,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         inherit_output=True,
     )
     signal.signal(signal.SIGTERM, _raise_stop)
+    # Ctrl-C must work even when started from a script that ignores SIGINT for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stack.start()
         print(describe(stack), flush=True)
