@@ -86,11 +86,11 @@ class BackendPool:
                  if pinned is None or b.name == pinned]
         return max(0.0, min(waits)) if waits else 0.0
 
-    def remember(self, response_id: str, backend: BackendConfig) -> None:
+    def remember(self, response_id: str, backend: str) -> None:
         """Responses affinity: a stored response lives on the backend that created it."""
         if not self.multiple:
             return
-        self._affinity[response_id] = backend.name
+        self._affinity[response_id] = backend
         self._affinity.move_to_end(response_id)
         if len(self._affinity) > AFFINITY_CAPACITY:
             self._affinity.popitem(last=False)

@@ -65,8 +65,7 @@ _RESPONSE_ID = re.compile(rb'"id"\s*:\s*"(resp_[A-Za-z0-9_-]+)"')
 def _remember_response(ctx: RequestContext, head: bytes) -> None:
     match = _RESPONSE_ID.search(head, 0, 4096)
     if match and ctx.backend:
-        pool = get_backend_pool()
-        pool.remember(match.group(1).decode(), next(b for b in pool.backends if b.name == ctx.backend))
+        get_backend_pool().remember(match.group(1).decode(), ctx.backend)
 
 
 async def _noting_first_event(events: AsyncIterator[bytes], ctx: RequestContext) -> AsyncIterator[bytes]:
