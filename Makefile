@@ -10,7 +10,11 @@ PY := $(VENV)/bin/python
 PY313 ?= $(shell for p in "$$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3.13 "$$(command -v python3.13)"; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 
-.PHONY: run test lint typecheck unit e2e bench bench-smoke infra-check clean help
+# The browser tests (tests/browser) drive Debian's Chromium, never a downloaded browser. CI is "set"
+# unless empty, 0, false or no (the same rule as tests/browser/conftest.py).
+IS_CI := $(if $(filter-out 0 false False FALSE no,$(CI)),1,)
+
+.PHONY: run test lint typecheck unit e2e bench bench-smoke infra-check clean help browser
 
 help:
 	@echo "make run    start the gateway locally on http://localhost:7071"
@@ -51,13 +55,39 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-test: deps .venv-infra/.installed .venv-py313/.installed lint typecheck
+# Chromium for the browser tests: present (CHROMIUM_PATH or `chromium` on PATH) -> nothing to do;
+# missing -> installed from Debian's package, but only as root and under CI or when asked
+# (INSTALL_BROWSER=1); otherwise say plainly that the browser tests will be skipped. Under CI a
+# Chromium that cannot be installed is an error: CI must never skip them.
+browser:
+	@if { [ -n "$${CHROMIUM_PATH:-}" ] && [ -x "$${CHROMIUM_PATH}" ]; } || command -v chromium >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && [ -n "$(IS_CI)$(INSTALL_BROWSER)" ]; then \
+	  echo "Installing Chromium (Debian package) for the browser tests..."; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	    && command -v chromium >/dev/null; } || { echo "ERROR: installing Chromium failed (see above)." >&2; exit 1; }; \
+	elif [ -n "$(IS_CI)" ]; then \
+	  echo "ERROR: Chromium is not installed and cannot be installed here (needs root for apt-get)," \
+	       "but CI must run the browser tests." >&2; \
+	  exit 1; \
+	else \
+	  echo "NOTE: Chromium is not installed, so the browser tests (tests/browser) will be SKIPPED."; \
+	  echo "      Install it with 'sudo apt-get install chromium', 'make browser INSTALL_BROWSER=1' as root,"; \
+	  echo "      or point CHROMIUM_PATH at a Chromium binary."; \
+	fi
+
+test: deps browser .venv-infra/.installed .venv-py313/.installed lint typecheck
 	$(PY) -m pytest
 
 bench: deps
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@test -x .venv-litellm/bin/litellm || { $(PYTHON) -m venv .venv-litellm && \
+	  .venv-litellm/bin/pip install --quiet --disable-pip-version-check -r bench/requirements-litellm.txt; } || \
+	  echo "NOTE: LiteLLM could not be installed; bench/results will say why instead of comparing."
 	$(PY) -m bench
 
 bench-smoke: deps
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) -m bench --smoke
 
 infra-check: .venv-infra/.installed

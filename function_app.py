@@ -6,9 +6,9 @@ stream responses (see ``blueprints/``); ``/api/v1/*`` routes require a function 
 
 import azure.functions as func
 
-from blueprints import chat, embeddings, meta, responses
+from blueprints import chat, embeddings, jobs, meta, responses, ui
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (chat.bp, responses.bp, embeddings.bp, meta.bp):
+for blueprint in (chat.bp, responses.bp, embeddings.bp, jobs.bp, meta.bp, ui.bp):
     app.register_functions(blueprint)

@@ -157,8 +157,12 @@ async def embeddings(ctx: RequestContext, raw: bytes) -> Reply:
     return await _forward(ctx, "/embeddings", raw, request, get_settings())
 
 
+_SAFE_ID = re.compile(r"[A-Za-z0-9_.-]{1,256}")
+
+
 def _response_path(response_id: str) -> str:
-    if not response_id or "/" in response_id or len(response_id) > 256:
+    """Response ids are opaque but plain; anything else cannot exist and must not reach a URL."""
+    if not _SAFE_ID.fullmatch(response_id):
         raise not_found(f"No response with id {response_id!r}.", param="response_id", code="not_found")
     return f"/responses/{response_id}"
 

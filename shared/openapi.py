@@ -11,6 +11,8 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from shared.jobs.schema import SUBMIT_REQUEST
+
 ERROR_STATUSES = {
     "409": "The job has not finished yet",
     "400": "Invalid JSON, a missing field, or an MCP server that is not allowed",
@@ -75,15 +77,7 @@ def build() -> dict[str, Any]:
         "dimensions": {"type": "integer", "minimum": 1, "maximum": 3072},
         "encoding_format": {"enum": ["float", "base64"]},
     }}
-    job = {"type": "object", "required": ["model", "input"], "properties": {
-        "model": _MODEL,
-        "input": {"type": "array", "minItems": 1, "items": {"oneOf": [
-            {"type": "string"},
-            {"type": "object", "required": ["id", "text"],
-             "properties": {"id": {"type": "string"}, "text": {"type": "string"}}}]}},
-        "dimensions": {"type": "integer", "minimum": 1},
-        "metadata": _ANY_OBJECT,
-    }}
+    job = SUBMIT_REQUEST
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
     response_id = {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
     stored = {"200": _json(_ANY_OBJECT, "The stored response"), **_errors("404", "429", "502", "504")}

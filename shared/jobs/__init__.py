@@ -8,7 +8,9 @@ Flow (every step idempotent, because queue delivery is at least once)::
                                                                  last chunk done ──▶ finalize
 
 Modules, one job each: ``ids`` and ``layout`` (names), ``messages`` (the versioned queue schema),
-``packing`` (inputs into requests), ``pacer`` (rate-limit signals), ``store`` (Table state),
-``blobs`` (JSONL in and out), ``embed`` (one upstream call), ``planner``, ``worker``, ``finalize``,
-``poison``, ``service`` (HTTP operations) and ``client`` (the producer helper).
+``enqueue`` (base64 onto a queue), ``packing`` (inputs into requests), ``pacer`` (rate-limit
+signals), ``store`` (Table state), ``runtime`` (storage handles), ``blobs`` (JSONL in and out),
+``embed`` (one upstream call), ``results`` (result lines and blocks), ``planner``, ``worker``,
+``finalize``, ``dispatch`` and ``poison`` (the two queue triggers), ``service`` (HTTP operations) and
+``client`` (the producer helper). See ``schemas/README.md`` for the contract.
 """

@@ -79,7 +79,7 @@ async def submit_job(inputs: Iterable[str | Mapping[str, str]] | None = None, *,
                      input_blob: str | messages.BlobRef | None = None, dimensions: int | None = None,
                      metadata: Mapping[str, str] | None = None, job_id: str | None = None,
                      storage: StorageClients | None = None, queue: str | None = None,
-                     container: str | None = None) -> str:
+                     container: str | None = None, table: str | None = None) -> str:
     """Queue an embedding job; returns its id.
 
     ``storage`` defaults to ``AzureWebJobsStorage`` from the environment (built and closed here);
@@ -91,14 +91,16 @@ async def submit_job(inputs: Iterable[str | Mapping[str, str]] | None = None, *,
     owned = storage is None
     clients = storage or StorageClients(StorageConfig.from_env())
     try:
-        await _submit(clients, message, queue or _queue_name(), container or _container_name())
+        await _submit(clients, message, queue or _queue_name(), container or _container_name(),
+                      table or _table_name())
     finally:
         if owned:
             await clients.close()
     return job_id
 
 
-async def _submit(clients: StorageClients, message: messages.JobMessage, queue_name: str, container: str) -> None:
+async def _submit(clients: StorageClients, message: messages.JobMessage, queue_name: str, container: str,
+                  table: str) -> None:
     body = messages.to_json(message)
     if not messages.fits_queue(body):
         name = layout.input_blob(message.id)
@@ -110,12 +112,12 @@ async def _submit(clients: StorageClients, message: messages.JobMessage, queue_n
         message = message.model_copy(update={"input": None,
                                              "input_blob": messages.BlobRef(container=container, name=name)})
         body = messages.to_json(message)
-    await _record_queued(clients, message)
+    await _record_queued(clients, message, table)
     queue_client = clients.queue.get_queue_client(queue_name)
     await _send_creating(queue_client.create_queue, lambda: enqueue.send(queue_client, body))
 
 
-async def _record_queued(clients: StorageClients, message: messages.JobMessage) -> None:
+async def _record_queued(clients: StorageClients, message: messages.JobMessage, table: str) -> None:
     """Write the job row now, so that status reads say ``queued`` instead of 404 until a worker plans it.
 
     Best effort: a producer allowed to send messages but not to write the table still submits; the
@@ -123,7 +125,6 @@ async def _record_queued(clients: StorageClients, message: messages.JobMessage) 
     """
     from shared.jobs.store import JobStore, fields_for
 
-    table = _table_name()
     store = JobStore(clients.table.get_table_client(table))
     try:
         await _send_creating(lambda: clients.table.create_table_if_not_exists(table),

@@ -68,7 +68,7 @@ async def handle_message(body: bytes, message_id: str, dequeue_count: int) -> No
         if isinstance(message, messages.JobMessage):
             await plan(rt, message)
         else:
-            await run_chunk(rt, message, get_pacer())
+            await run_chunk(rt, message, get_pacer(message.model))
     except InvalidJob as exc:
         await reject(body, message_id, "invalid_job", str(exc))
     except JobFailed as exc:
@@ -96,8 +96,9 @@ async def defer(rt: Runtime, message: messages.JobMessage | messages.ChunkMessag
         raise RuntimeError("only chunk messages are throttled")
     if message.deferrals >= MAX_DEFERRALS:
         raise RuntimeError(f"chunk {message.chunk} was throttled {message.deferrals} times; giving up")
-    # A little jitter so that chunks handed back together do not all return in the same instant.
-    delay = wait + random.uniform(0.0, min(5.0, 0.2 * wait + 0.5))
+    # A little jitter so that chunks handed back together (here and on other instances) do not all
+    # return in the same instant; small, because every second of it is throughput lost.
+    delay = wait + random.uniform(0.0, min(2.0, 0.05 * wait + 0.25))
     again = message.model_copy(update={"deferrals": message.deferrals + 1})
     await enqueue.send(rt.queue, messages.to_json(again), delay=delay)
 

@@ -71,12 +71,13 @@ def _decode(response_body: bytes, count: int) -> tuple[list[bytes], int]:
     return vectors, int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
 
 
-def _error_message(response_body: bytes) -> tuple[str | None, str]:
+def _error(response_body: bytes) -> tuple[str | None, str | None, str]:
+    """(code, param, message) of an OpenAI-shaped error body."""
     try:
         error = json.loads(response_body).get("error") or {}
-        return error.get("code"), str(error.get("message") or "")
+        return error.get("code"), error.get("param"), str(error.get("message") or "")
     except (ValueError, AttributeError):
-        return None, response_body[:500].decode("utf-8", "replace")
+        return None, None, response_body[:500].decode("utf-8", "replace")
 
 
 async def _send(items: Sequence[Item], model: str, dimensions: int | None, pacer: Pacer) -> tuple[list[bytes], int]:
@@ -100,13 +101,19 @@ async def _send(items: Sequence[Item], model: str, dimensions: int | None, pacer
 
 
 async def embed(items: list[Item], model: str, dimensions: int | None, pacer: Pacer) -> Outcome:
-    """Embed ``items`` (all with text); items the upstream refuses one by one get an error set."""
+    """Embed ``items`` (all with text); items the upstream refuses one by one get an error set.
+
+    A refused batch is halved until the refused inputs stand alone; a refusal about anything but
+    the inputs (``dimensions``, ``model``), or more refusals than isolating a few bad inputs takes,
+    fails the job instead of costing thousands of requests.
+    """
     outcome = Outcome({}, 0)
     limit = pacer.max_request_tokens()
     batches = [items]
     if limit is not None and sum(tokens.estimate(i.text or "") for i in items) > limit:
         # The deployment's whole per-minute budget is smaller than this request: it would never pass.
         batches = _split_by_estimate(items, max(1, limit // 2))
+    refusals_left = 16 * max(1, len(items)).bit_length()
     pending = list(reversed(batches))
     while pending:
         batch = pending.pop()
@@ -114,22 +121,25 @@ async def embed(items: list[Item], model: str, dimensions: int | None, pacer: Pa
             vectors, used = await _send(batch, model, dimensions, pacer)
         except UpstreamError as exc:
             status = exc.response.status_code
-            code, message = _error_message(exc.response.content)
-            if status in (400, 413) and len(batch) > 1:
-                # Something in the batch is refused (too long by the upstream's count, ...): halve it.
+            code, param, message = _error(exc.response.content)
+            if status in (401, 403, 404) or (status in (400, 413) and param not in (None, "input")):
+                raise JobFailed(code or f"upstream_{status}",
+                                f"The upstream refused the job's requests ({status}): {message}") from None
+            if status not in (400, 413):
+                raise
+            refusals_left -= 1
+            if refusals_left < 0:
+                raise JobFailed(code or "upstream_refused",
+                                f"The upstream refused too many of the job's requests ({status}): {message}") from None
+            if len(batch) > 1:
                 middle = len(batch) // 2
                 pending.extend((batch[middle:], batch[:middle]))
                 continue
-            if status in (400, 413):
-                item = batch[0]
-                item.text = None
-                item.error_code = code or "invalid_input"
-                item.error_message = message or f"The upstream refused this input ({status})."
-                continue
-            if status in (401, 403, 404):
-                raise JobFailed(code or f"upstream_{status}",
-                                f"The upstream refused the job's requests ({status}): {message}") from None
-            raise
+            item = batch[0]
+            item.text = None
+            item.error_code = code or "invalid_input"
+            item.error_message = message or f"The upstream refused this input ({status})."
+            continue
         outcome.tokens += used
         for item, vector in zip(batch, vectors, strict=True):
             outcome.vectors[item.index] = vector

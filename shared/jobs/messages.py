@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 from shared.jobs.ids import PATTERN as JOB_ID_PATTERN
 
@@ -24,12 +24,20 @@ MAX_INPUT_ID_CHARS = 512
 MAX_DIMENSIONS = 8192
 CONTAINER_PATTERN = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
 
+def _integral(value: Any) -> Any:
+    """JSON Schema's ``integer`` includes ``256.0``; accept it as 256 (still refusing 2.5, "2" and true)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
 JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     @model_validator(mode="before")
@@ -43,7 +51,7 @@ class _Strict(BaseModel):
         return data
 
 
-class InputItem(_Strict):
+class InputItem(StrictModel):
     """An input with the caller's own id, echoed on its result line."""
 
     id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_INPUT_ID_CHARS)]
@@ -53,14 +61,14 @@ class InputItem(_Strict):
 InputValue = str | InputItem
 
 
-class BlobRef(_Strict):
+class BlobRef(StrictModel):
     """A JSONL blob in the job storage account: one input (a JSON string or ``{"id","text"}``) per line."""
 
     container: Annotated[str, StringConstraints(pattern=CONTAINER_PATTERN)] | None = None
     name: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
-class JobMessage(_Strict):
+class JobMessage(StrictModel):
     """A whole job: inline inputs, or a reference to a JSONL blob (the claim check)."""
 
     schema_: Literal["embedding-job/v1"] = Field(alias="schema")
@@ -69,7 +77,7 @@ class JobMessage(_Strict):
     model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     input: Annotated[list[InputValue], Field(min_length=1)] | None = None
     input_blob: BlobRef | None = None
-    dimensions: Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
+    dimensions: Annotated[Integer, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
 
     @model_validator(mode="after")
@@ -79,18 +87,18 @@ class JobMessage(_Strict):
         return self
 
 
-class ChunkMessage(_Strict):
+class ChunkMessage(StrictModel):
     """One planned slice of a job, sized to one upstream request (internal; same queue, same schema)."""
 
     schema_: Literal["embedding-job/v1"] = Field(alias="schema")
     type: Literal["chunk"]
     id: JobId
-    chunk: Annotated[int, Field(ge=0)]
-    start: Annotated[int, Field(ge=0)]
-    count: Annotated[int, Field(ge=1, le=2048)]
+    chunk: Annotated[Integer, Field(ge=0)]
+    start: Annotated[Integer, Field(ge=0)]
+    count: Annotated[Integer, Field(ge=1, le=2048)]
     model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    dimensions: Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
-    deferrals: Annotated[int, Field(ge=0)] = 0
+    dimensions: Annotated[Integer, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
+    deferrals: Annotated[Integer, Field(ge=0)] = 0
 
 
 Message = Annotated[JobMessage | ChunkMessage, Field(discriminator="type")]

@@ -93,7 +93,7 @@ class Permit:
 
 
 class Pacer:
-    """Shared throttle state for one upstream deployment set (one per process)."""
+    """Shared throttle state for one upstream deployment (one per deployment and process)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
@@ -151,11 +151,16 @@ class Pacer:
         return wait
 
 
-_pacer: Pacer | None = None
+_pacers: dict[str, Pacer] = {}
 
 
-def get_pacer() -> Pacer:
-    global _pacer
-    if _pacer is None:
-        _pacer = Pacer()
-    return _pacer
+def get_pacer(deployment: str) -> Pacer:
+    """The process's pacer for one deployment (each deployment has its own TPM/RPM limits)."""
+    pacer = _pacers.get(deployment)
+    if pacer is None:
+        pacer = _pacers[deployment] = Pacer()
+    return pacer
+
+
+def reset_pacers() -> None:
+    _pacers.clear()

@@ -57,6 +57,14 @@ async def _from_blob(rt: Runtime, ref: messages.BlobRef) -> AsyncIterator[object
         raise InvalidJob(f"the input blob does not exist: {exc}") from None
 
 
+def _source(rt: Runtime, message: messages.JobMessage) -> AsyncIterator[object]:
+    if message.input is not None:
+        return _inline(message.input)
+    if message.input_blob is None:  # pragma: no cover - the schema requires one of the two
+        raise InvalidJob("the job has neither 'input' nor 'input_blob'")
+    return _from_blob(rt, message.input_blob)
+
+
 async def plan(rt: Runtime, message: messages.JobMessage) -> None:
     try:
         deployment = resolve_model(message.model, get_settings())
@@ -73,8 +81,7 @@ async def plan(rt: Runtime, message: messages.JobMessage) -> None:
     await rt.store.transition(job_id, {"status": RUNNING, "started_at": now(), "deployment": deployment},
                               only_from=frozenset({QUEUED}))
 
-    source = _inline(message.input) if message.input is not None else _from_blob(rt, message.input_blob)  # type: ignore[arg-type]
-    chunks = await _write_chunks(rt, job_id, source)
+    chunks = await _write_chunks(rt, job_id, _source(rt, message))
     total = sum(count for _, _, count in chunks)
     if total == 0:
         raise InvalidJob("the job has no inputs")

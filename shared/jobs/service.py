@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from shared.config import get_settings
 from shared.context import RequestContext
@@ -22,14 +22,12 @@ ROUTE = "/api/v1/embeddings/jobs"
 _JSON = {"content-type": "application/json"}
 
 
-class SubmitRequest(BaseModel):
-    """``POST /api/v1/embeddings/jobs``: the job message's caller-facing fields."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
+class SubmitRequest(messages.StrictModel):
+    """``POST /api/v1/embeddings/jobs``: the job message's caller-facing fields (``schema.SUBMIT_REQUEST``)."""
 
     model: Annotated[str, Field(min_length=1, max_length=256)]
     input: Annotated[list[messages.InputValue], Field(min_length=1)]
-    dimensions: Annotated[int, Field(ge=1, le=messages.MAX_DIMENSIONS)] | None = None
+    dimensions: Annotated[messages.Integer, Field(ge=1, le=messages.MAX_DIMENSIONS)] | None = None
     metadata: Annotated[dict[messages.MetadataKey, messages.MetadataValue], Field(max_length=16)] | None = None
 
 

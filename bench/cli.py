@@ -1,0 +1,150 @@
+"""``python -m bench``: every benchmark in one command; ``--smoke`` for CI-sized runs.
+
+Writes ``bench.json`` (everything, machine details included), ``latency.png`` and ``table.md``
+(the Markdown for the README) into the output folder, and prints the table. Benchmarks measure,
+they never fail a build: the exit code is non-zero only when a benchmark could not run at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import coldstart, jobs, machine, profile, report, scenarios, servers
+from bench.plot import plot
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+ITEMS = ("load", "profile", "coldstart", "jobs")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI keeps the benchmarks working)")
+    parser.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated subset of {', '.join(ITEMS)}")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default bench/results, or a temporary folder with --smoke)")
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument("--repeats", type=int, default=None, help="repetitions of each load run")
+    parser.add_argument("--jobs-1m", action="store_true", help="also run the 1M-input embedding job (long)")
+    parser.add_argument("--report-only", type=Path, default=None, metavar="BENCH_JSON",
+                        help="rebuild table.md and latency.png from an existing bench.json")
+    return parser.parse_args(argv)
+
+
+def _log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _loadgen_check(load: dict[str, Any]) -> dict[str, Any]:
+    """Was the generator ever the bottleneck? Its CPU per request against the proxy's, per run."""
+    ratios: list[float] = []
+    levels = [*load["paced"]["json"].values(), *load["paced"]["stream"].values(), *load["saturation"].values()]
+    for level in levels:
+        for name, agg in level.items():
+            if name.startswith("direct"):
+                continue
+            cpu = agg["cpu_s_per_1000"]
+            if cpu.get("proxy") and cpu.get("loadgen") is not None:
+                ratios.append(cpu["loadgen"] / cpu["proxy"])
+    return {"runs": len(ratios), "runs_below": sum(r < 1 for r in ratios),
+            "worst_ratio": round(max(ratios), 3) if ratios else 0.0}
+
+
+def _compare_clients(srv: servers.Servers, plan: scenarios.Plan) -> dict[str, Any]:
+    """The generator's own CPU per request, raw protocol vs aiohttp, against the simulator alone."""
+    body = scenarios.request_body(False, plan.max_tokens)
+    cpu = servers.CLIENT_CPU if srv.pinned else None
+    out: dict[str, Any] = {}
+    for client in ("raw", "aiohttp"):
+        result = scenarios.run_loadgen(srv.targets["direct"], body=body, concurrency=plan.saturation_concurrency,
+                                       warmup=plan.warmup_s, duration=plan.saturation_s, watch={}, cpu=cpu,
+                                       client=client)
+        out[f"{client}_ms_per_request"] = result["cpu_s_per_1000"]["loadgen"]
+        out[f"{client}_rps"] = result["rps"]
+        _log(f"generator check {client}: {result['rps']:.0f} req/s, {result['cpu_s_per_1000']['loadgen']:.3f} ms "
+             "CPU per request")
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    items = {item.strip() for item in args.only.split(",") if item.strip()}
+    unknown = items - set(ITEMS)
+    if unknown:
+        raise SystemExit(f"unknown item(s) {sorted(unknown)}; choose from {ITEMS}")
+    plan = scenarios.SMOKE if args.smoke else scenarios.FULL
+    if args.repeats:
+        plan = scenarios.Plan(**{**plan.__dict__, "repeats": args.repeats})
+    started = time.perf_counter()
+    command = "python -m bench" + (" --smoke" if args.smoke else "")
+    results: dict[str, Any] = {"meta": {
+        "command": command,
+        "mode": "smoke" if args.smoke else "full",
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine.describe(),
+        "pinning": "not pinned",
+    }}
+    with_litellm = "load" in items and not args.no_litellm and not args.smoke
+    srv = servers.start(with_litellm=with_litellm, pin_cpus=not args.no_pin)
+    try:
+        if srv.pinned:
+            results["meta"]["pinning"] = (f"proxy under test (gateway or LiteLLM) on CPU {servers.PROXY_CPU}; "
+                                          f"simulator and load generator on CPU {servers.CLIENT_CPU}")
+        results["peer"] = srv.litellm_status or {"available": False,
+                                                 "reason": "skipped (--smoke or --no-litellm)"}
+        if "load" in items:
+            _log(f"load: targets {sorted(srv.targets)}; plan {plan}")
+            results["load"] = scenarios.run_matrix(srv, plan, log=_log)
+            results["loadgen_check"] = {**_loadgen_check(results["load"]), **_compare_clients(srv, plan)}
+        if "profile" in items and not args.smoke:
+            _log("profile (py-spy) of the gateway at saturation")
+            results["profile"] = profile.run(srv, seconds=8.0, concurrency=plan.saturation_concurrency)
+        if "coldstart" in items:
+            _log("cold start")
+            results["coldstart"] = coldstart.run(srv.simulator_url, repeats=2 if args.smoke else 5)
+    finally:
+        srv.stop()
+    if "jobs" in items:
+        sizes = [(2000, 300_000)] if args.smoke else [(100_000, 300_000)]
+        if args.jobs_1m:
+            sizes.append((1_000_000, 3_000_000))
+        _log(f"embedding jobs: {sizes}")
+        results["embedding_jobs"] = jobs.run(sizes, timeout=300 if args.smoke else 2400)
+    results["meta"]["duration_s"] = round(time.perf_counter() - started, 1)
+    results["meta"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return results
+
+
+def write(results: dict[str, Any], out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
+    table = report.markdown(results)
+    (out / "table.md").write_text(table)
+    if results.get("load"):
+        problem = plot(results, out / "latency.png")
+        if problem:
+            _log(f"no plot: {problem}")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.report_only:
+        results = json.loads(args.report_only.read_text())
+        print(write(results, args.out or args.report_only.parent))
+        return 0
+    out = args.out or (Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else RESULTS)
+    results = run(args)
+    table = write(results, out)
+    print(table)
+    _log(f"results in {out}")
+    return 0

@@ -1,0 +1,226 @@
+"""The Markdown tables for the README, built from the results JSON (so they can be rebuilt later
+with ``python -m bench --report-only``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROXIES = ("gateway", "litellm")
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _rng(summary: dict[str, Any], key: str, digits: int = 1) -> str:
+    """A median with its spread across repetitions, e.g. ``171.3 (170.9-172.0)``."""
+    value = summary.get(key)
+    spread = summary.get(f"{key}_range")
+    if value is None:
+        return "-"
+    if spread and spread[0] != spread[1]:
+        return f"{value:.{digits}f} ({spread[0]:.{digits}f}-{spread[1]:.{digits}f})"
+    return f"{value:.{digits}f}"
+
+
+def machine_line(meta: dict[str, Any]) -> str:
+    m = meta["machine"]
+    return (f"Machine: {m['cpu_model']}, {m['cpus']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, "
+            f"Python {m['python']}; load average at start {m['loadavg_at_start'][0]} (shared machine). "
+            f"CPU layout: {meta['pinning']}. Command: `{meta['command']}` ({meta['mode']}, "
+            f"{meta['duration_s']:.0f} s).")
+
+
+def overhead_table(load: dict[str, Any], mode: str, proxies: list[str]) -> list[str]:
+    plan = load["plan"]
+    title = "streaming" if mode == "stream" else "non-streaming"
+    lines = [
+        f"**Added latency, {title}** (upstream paced: first token {plan['ttft_ms']:g} ms, then "
+        f"{plan['token_delay_ms']:g} ms per token, {plan['max_tokens']} tokens; medians of "
+        f"{plan['repeats']} runs, ms; each proxy run is paired with as many direct connections at the same "
+        "time; added = percentile through the proxy minus the same percentile of its direct pair; "
+        "self-reported = `x-gateway-overhead-ms` / LiteLLM's `x-litellm-overhead-duration-ms`)",
+        "",
+    ]
+    head = "| concurrency | direct p50 / p99 (paired with gateway) |"
+    rule = "|---:|---:|"
+    for proxy in proxies:
+        head += f" {proxy} added p50 / p95 / p99 |"
+        rule += "---:|"
+    head += " self-reported overhead p50 / p99 | req/s gateway (direct) |"
+    rule += "---:|---:|"
+    lines += [head, rule]
+    for concurrency, level in load["paced"][mode].items():
+        direct = level["direct@gateway"]["latency_ms"]
+        row = f"| {concurrency} | {_f(direct.get('p50'), 1)} / {_f(direct.get('p99'), 1)} |"
+        for proxy in proxies:
+            added = level.get(proxy, {}).get("added_latency_ms")
+            row += (" - |" if added is None else
+                    f" {_f(added['p50'])} / {_f(added['p95'])} / {_f(added['p99'])} |")
+        reported = []
+        for proxy in proxies:
+            overhead = level.get(proxy, {}).get("self_reported_overhead_ms", {})
+            if overhead.get("count"):
+                reported.append(f"{proxy} {_f(overhead.get('p50'), 3)} / {_f(overhead.get('p99'), 3)}")
+        row += f" {'; '.join(reported) or '-'} |"
+        row += f" {_f(level.get('gateway', {}).get('rps'), 0)} ({_f(level['direct@gateway'].get('rps'), 0)}) |"
+        lines.append(row)
+    return lines
+
+
+def streaming_table(load: dict[str, Any], proxies: list[str]) -> list[str]:
+    lines = [
+        "**Streaming: time to first event and gaps between events** (ms, medians of runs; `direct@X` ran at "
+        "the same time as X; a relay that buffers shows collapsed gaps or a late first event and is marked FAIL)",
+        "",
+        "| concurrency | target | first event p50 / p99 | added first event p50 / p99 | gap p50 / p99 | relay |",
+        "|---:|---|---:|---:|---:|---|",
+    ]
+    for concurrency, level in load["paced"]["stream"].items():
+        for target in [name for proxy in proxies for name in (f"direct@{proxy}", proxy)]:
+            agg = level.get(target)
+            if agg is None:
+                continue
+            first, gap = agg["first_event_ms"], agg["gap_ms"]
+            added = agg.get("added_first_event_ms")
+            verdict = agg.get("relay")
+            lines.append(
+                f"| {concurrency} | {target} | {_f(first.get('p50'))} / {_f(first.get('p99'))} | "
+                + ("- |" if added is None else f"{_f(added['p50'])} / {_f(added['p99'])} |")
+                + f" {_f(gap.get('p50'))} / {_f(gap.get('p99'))} | "
+                + ("-" if verdict is None else ("ok" if verdict["ok"] else f"FAIL: {verdict['why']}")) + " |"
+            )
+    return lines
+
+
+def saturation_table(load: dict[str, Any]) -> list[str]:
+    plan = load["plan"]
+    lines = [
+        f"**Saturation** (no upstream delay, {plan['saturation_concurrency']} connections, closed loop; "
+        "req/s median and range of runs; CPU seconds per 1,000 requests)",
+        "",
+        "| mode | target | req/s | proxy CPU s/1k | simulator CPU s/1k | load generator CPU s/1k |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for mode, targets in load["saturation"].items():
+        for name, agg in targets.items():
+            cpu = agg["cpu_s_per_1000"]
+            rps = agg["rps"]
+            low, high = agg["rps_range"]
+            lines.append(f"| {mode} | {name} | {rps:.0f} ({low:.0f}-{high:.0f}) | {_f(cpu.get('proxy'))} | "
+                         f"{_f(cpu.get('simulator'))} | {_f(cpu.get('loadgen'))} |")
+    return lines
+
+
+def target_lines(results: dict[str, Any]) -> list[str]:
+    load = results.get("load")
+    if not load or "64" not in load["paced"].get("stream", {}):
+        return []
+    gateway = load["paced"]["stream"]["64"].get("gateway", {})
+    added = gateway.get("added_latency_ms", {})
+    first = gateway.get("added_first_event_ms", {})
+    p50, p99 = added.get("p50"), added.get("p99")
+    met = p50 is not None and p99 is not None and p50 < 1 and p99 < 5
+    lines = [
+        f"Target at 64 concurrent streams (added latency median < 1 ms, p99 < 5 ms): whole stream "
+        f"p50 {_f(p50)} ms / p99 {_f(p99)} ms, first event p50 {_f(first.get('p50'))} ms / p99 "
+        f"{_f(first.get('p99'))} ms: **{'met' if met else 'not met'}**.",
+    ]
+    litellm = load["paced"]["stream"]["64"].get("litellm", {}).get("added_latency_ms")
+    if litellm and p50 is not None and litellm.get("p50"):
+        lines.append(f"Against LiteLLM at 64 streams: our added median is {p50 / litellm['p50']:.2f}x theirs "
+                     f"({_f(p50)} ms vs {_f(litellm['p50'])} ms); p99 {_f(p99)} ms vs {_f(litellm.get('p99'))} ms.")
+    return lines
+
+
+def coldstart_table(cold: dict[str, Any]) -> list[str]:
+    lines = [
+        f"**Cold start** (fresh processes, median of {cold['repeats']}, s; target < {cold['target_s']:g} s to first "
+        "response)",
+        "",
+        "| what | seconds |",
+        "|---|---:|",
+        f"| `python -c pass` (interpreter alone) | {_f(cold['python_bare_s'], 3)} |",
+        f"| `import function_app` (inside the process) | {_f(cold['import_function_app_s'], 3)} |",
+        f"| host spawn → first 200 `GET /api/health` | {_f(cold['first_health_200_s'], 3)} |",
+        f"| host spawn → first 200 chat completion | {_f(cold['first_chat_200_s'], 3)} |",
+        "",
+        "Heaviest packages at import (self time, ms): "
+        + ", ".join(f"{name} {ms:g}" for name, ms in list(cold["importtime"]["by_package_ms"].items())[:8]) + ".",
+    ]
+    return lines
+
+
+def jobs_table(jobs: dict[str, Any]) -> list[str]:
+    lines = [
+        "**Embedding jobs** (one job through Azurite + queue trigger against a TPM-limited simulator)",
+        "",
+        "| inputs | TPM limit | elapsed s | tokens/s | fraction of limit | upstream calls / 1k inputs | 429s | "
+        "host peak RSS MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in jobs.get("runs", []):
+        if "error" in run:
+            lines.append(f"| {run['inputs']} | {run.get('tpm_limit', '-')} | failed: {run['error'][:120]} |"
+                         " | | | | |")
+            continue
+        lines.append(f"| {run['inputs']} | {run['tpm_limit']} | {_f(run['elapsed_s'], 1)} | "
+                     f"{_f(run['tokens_per_s'], 0)} | {_f(run['fraction_of_limit'], 3)} | "
+                     f"{_f(run['upstream_calls_per_1000_inputs'])} | {run['throttled_429']} | "
+                     f"{_f(run['host_peak_rss_mb'], 0)} |")
+    return lines
+
+
+def profile_table(prof: dict[str, Any]) -> list[str]:
+    if not prof.get("available"):
+        return [f"Profile: not taken ({prof.get('reason')})."]
+    lines = [
+        f"**Where the gateway's CPU goes** (py-spy, {prof['concurrency']} connections at saturation, share of "
+        "samples by the package executing)",
+        "",
+        "| package | non-streaming % | streaming % |",
+        "|---|---:|---:|",
+    ]
+    json_part, stream_part = prof.get("json", {}), prof.get("stream", {})
+    names = list(json_part.get("self_by_category_pct", {}))
+    names += [n for n in stream_part.get("self_by_category_pct", {}) if n not in names]
+    for name in names:
+        lines.append(f"| {name} | {_f(json_part.get('self_by_category_pct', {}).get(name), 1)} | "
+                     f"{_f(stream_part.get('self_by_category_pct', {}).get(name), 1)} |")
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    out = ["### Benchmark results", "", machine_line(meta), ""]
+    load = results.get("load")
+    peer = results.get("peer", {})
+    proxies = [p for p in PROXIES if load and p in next(iter(load["paced"]["json"].values()), {})]
+    if load:
+        out += [*overhead_table(load, "json", proxies), ""]
+        out += [*overhead_table(load, "stream", proxies), ""]
+        out += [*streaming_table(load, proxies), ""]
+        out += [*saturation_table(load), ""]
+        out += [*target_lines(results), ""]
+    if peer and not peer.get("available", False):
+        out += [f"LiteLLM was not measured: {peer.get('reason')}", ""]
+    elif peer:
+        out += [f"Peer: LiteLLM proxy {peer.get('version')} (one worker, openai-compatible provider pointed at the "
+                "same simulator, access log off), measured in the same run with the same load generator.", ""]
+    check = results.get("loadgen_check")
+    if check:
+        out += [f"Load generator check: its CPU per request stayed below the proxy's in "
+                f"{check['runs_below']}/{check['runs']} proxied runs (worst ratio {check['worst_ratio']:.2f}); "
+                f"at saturation against the simulator it used {_f(check.get('raw_ms_per_request'), 3)} ms CPU per "
+                f"request, aiohttp {_f(check.get('aiohttp_ms_per_request'), 3)} ms.", ""]
+    if results.get("profile"):
+        out += [*profile_table(results["profile"]), ""]
+    if results.get("coldstart"):
+        out += [*coldstart_table(results["coldstart"]), ""]
+    if results.get("embedding_jobs"):
+        out += [*jobs_table(results["embedding_jobs"]), ""]
+    return "\n".join(out).rstrip() + "\n"

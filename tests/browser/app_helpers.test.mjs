@@ -1,0 +1,86 @@
+// Unit tests of web/app.js's pure helpers (SSE parsing, errors in plain words, job progress), run
+// with node's own test runner by test_app_helpers.py: fast, and no browser needed.
+
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { test } from "node:test";
+
+// Imported from a data: URL, which is always an ES module: web/ has no package.json saying
+// "type": "module" (the page needs none), and the file must stay exactly what the browser gets.
+const source = await readFile(new URL("../../web/app.js", import.meta.url), "utf8");
+const app = await import(`data:text/javascript;base64,${Buffer.from(source).toString("base64")}`);
+const { createSSEParser, describeError, GatewayProblem, retryAfterSeconds, jobProgress, splitLines, defaultGateway } = app;
+
+const STREAM = [
+  ": keep-alive comment\r\n",
+  "event: response.output_text.delta\r\n",
+  'data: {"delta":"Hel"}\r\n\r\n',
+  "data: first line\n",
+  "data:second line\n\n",
+  "event: error\r",
+  'data: {"type":"error","error":{"code":"upstream_timeout"}}\r\r',
+  "data: [DONE]\n\n",
+].join("");
+const EXPECTED = [
+  { event: "response.output_text.delta", data: '{"delta":"Hel"}' },
+  { event: "message", data: "first line\nsecond line" },
+  { event: "error", data: '{"type":"error","error":{"code":"upstream_timeout"}}' },
+  { event: "message", data: "[DONE]" },
+];
+
+test("SSE events are the same however the network splits the stream", () => {
+  for (let cut = 0; cut <= STREAM.length; cut += 1) {
+    const parser = createSSEParser();
+    const events = [...parser.push(STREAM.slice(0, cut)), ...parser.push(STREAM.slice(cut))];
+    assert.deepEqual(events, EXPECTED, `split at ${cut}`);
+  }
+  const parser = createSSEParser();
+  assert.deepEqual([...STREAM].flatMap((ch) => parser.push(ch)), EXPECTED, "one character at a time");
+});
+
+test("SSE: a byte-order mark is skipped, an unterminated last event is dropped", () => {
+  const parser = createSSEParser();
+  assert.deepEqual(parser.push('\ufeffdata: {"a":1}\n\ndata: {"cut'), [{ event: "message", data: '{"a":1}' }]);
+  parser.end();
+  assert.deepEqual(parser.push("\n"), [], "nothing of the dropped event survives end()");
+});
+
+test("retry-after-ms wins, then retry-after in seconds or as a date", () => {
+  assert.equal(retryAfterSeconds({ "retry-after-ms": "2500", "retry-after": "9" }), 3);
+  assert.equal(retryAfterSeconds({ "retry-after": "7" }), 7);
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  assert.equal(retryAfterSeconds({ "retry-after": "Thu, 01 Jan 2026 00:00:12 GMT" }, now), 12);
+  assert.equal(retryAfterSeconds({}), null);
+});
+
+test("errors come out in plain words", () => {
+  const say = (init, context) => describeError(new GatewayProblem(init), context).title;
+  assert.match(say({ status: 429, headers: { "retry-after-ms": "4000" }, error: { code: "429" } }), /^Rate limited.*Retry in 4 s\.$/);
+  assert.equal(describeError(new GatewayProblem({ status: 429, headers: { "retry-after": "4" } })).retryAfter, 4);
+  assert.match(say({ status: 404, error: { code: "model_not_found" } }, { model: "x", models: ["a", "b"] }),
+    /^Not allowed: the model "x" is not available on this gateway\. Choose one of: a, b\.$/);
+  assert.match(say({ status: 401 }), /^Not allowed: .*function key/);
+  assert.match(say({ status: 400, error: { code: "mcp_server_not_allowed", message: "no" } }), /^Not allowed: no$/);
+  assert.match(say({ status: 502, error: { code: "upstream_unreachable" } }), /^Upstream down/);
+  assert.match(say({ status: 503 }), /^Upstream down/);
+  assert.match(say({ status: 504, error: { code: "upstream_timeout" } }), /took too long/);
+  assert.match(say({ status: 413 }), /^Too large/);
+  assert.match(say({ kind: "stream", status: 200, error: { code: "upstream_unreachable" } }), /^The answer was cut off\. Upstream down/);
+  assert.match(say({ kind: "truncated" }), /connection dropped/);
+  assert.match(say({ kind: "refused" }, { origin: "https://a.test" }), /^Not allowed: .*\(https:\/\/a\.test\)/);
+  assert.match(say({ kind: "unreachable", url: "http://h/api" }), /^Can't reach the gateway at http:\/\/h\/api/);
+  assert.match(say({ status: 500, error: { message: "boom" } }), /boom/);
+});
+
+test("job progress, input lines and the default gateway", () => {
+  assert.equal(jobProgress({ status: "running", counts: { total: 8, embedded: 3, failed: 1 } }), 50);
+  assert.equal(jobProgress({ status: "queued", counts: { total: null } }), 0);
+  assert.equal(jobProgress({ status: "succeeded", counts: { total: 8, embedded: 7, failed: 1 } }), 100);
+  assert.deepEqual(splitLines("a\r\nb\n\n  \nc\r"), ["a", "b", "c"]);
+  const at = (href) => { const u = new URL(href); return { href, origin: u.origin, pathname: u.pathname }; };
+  assert.equal(defaultGateway(at("https://app.test/api/ui/"), null), "https://app.test/api");
+  assert.equal(defaultGateway(at("https://app.test/api/ui/index.html?x=1"), null), "https://app.test/api");
+  assert.equal(defaultGateway(at("http://s.test/index.html?gateway=https://g.test/api/"), "x"), "https://g.test/api");
+  assert.equal(defaultGateway(at("http://s.test/"), "https://saved.test/api"), "https://saved.test/api");
+  assert.equal(defaultGateway(at("http://s.test/"), null), "http://localhost:7071/api");
+});

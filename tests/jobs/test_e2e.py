@@ -1,0 +1,210 @@
+"""End to end through the local stack: Azurite, the simulator and the Functions host as processes.
+
+Each test drives the system only from outside (HTTP, the queue, blobs) and ends with either
+complete, ordered, non-duplicated results, checked against the simulator's own synchronous
+/embeddings answers, or a failed job with a readable reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient
+
+from shared.jobs import client, messages
+from shared.jobs.ids import new_job_id
+from tests.jobs.conftest import JobStack
+from tests.jobs.harness import SIMULATOR_URL, check_results
+
+pytestmark = pytest.mark.timeout(180)
+QUEUE = "embedding-jobs"
+CONTAINER = "embedding-jobs"
+
+
+def texts(n: int, prefix: str = "e2e text") -> list[str]:
+    return [f"{prefix} {i}" for i in range(n)]
+
+
+def wait_done(stack: JobStack, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = stack.http.get(f"/api/v1/embeddings/jobs/{job_id}")
+        if response.status_code == 200:
+            body: dict[str, Any] = response.json()
+            if body["status"] in ("succeeded", "failed"):
+                return body
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} not done: {response.status_code} {response.text}")
+        time.sleep(0.25)
+
+
+def fetch_results(stack: JobStack, job_id: str) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    with stack.http.stream("GET", f"/api/v1/embeddings/jobs/{job_id}/results") as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        lines.extend(json.loads(line) for line in response.iter_lines() if line)
+    return lines
+
+
+def verify(stack: JobStack, job_id: str, inputs: list[Any], **kwargs: Any) -> None:
+    SIMULATOR_URL["url"] = stack.sim.url
+    check_results(fetch_results(stack, job_id), inputs, **kwargs)
+
+
+def send_raw(stack: JobStack, body: str) -> None:
+    with QueueClient.from_connection_string(stack.connection_string, QUEUE) as queue:
+        queue.send_message(base64.b64encode(body.encode()).decode())
+
+
+def test_job_over_http(e2e: JobStack) -> None:
+    inputs: list[Any] = [*texts(3000), {"id": "doc-x", "text": "an input with an id"}, ""]
+    response = e2e.http.post("/api/v1/embeddings/jobs", json={"model": "embed", "input": inputs, "dimensions": 64})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/api/v1/embeddings/jobs/{job['id']}"
+    assert job["status"] == "queued" and job["counts"]["total"] == len(inputs)
+    done = wait_done(e2e, job["id"])
+    assert done["status"] == "succeeded", done
+    assert done["counts"] == {"total": 3002, "embedded": 3001, "failed": 1}
+    assert done["usage"]["prompt_tokens"] > 0
+    assert e2e.sim.stats()["counts"]["embeddings"] == 2  # 3002 inputs: two requests
+    verify(e2e, job["id"], inputs, dims=64, failed={3001: "empty_input"})
+
+
+def test_http_errors_are_openai_shaped(e2e: JobStack) -> None:
+    cases = [
+        ({"model": "embed"}, 400, "missing_required_parameter"),
+        ({"model": "gpt-unknown", "input": ["x"]}, 404, "model_not_found"),
+        ({"model": "embed", "input": []}, 422, "invalid_value"),
+        ({"model": "embed", "input": ["x"], "dimensions": "8"}, 422, "invalid_value"),
+    ]
+    for body, status, code in cases:
+        response = e2e.http.post("/api/v1/embeddings/jobs", json=body)
+        assert (response.status_code, response.json()["error"]["code"]) == (status, code), response.text
+    assert e2e.http.get("/api/v1/embeddings/jobs/not-a-job").status_code == 404
+    assert e2e.http.get(f"/api/v1/embeddings/jobs/{new_job_id()}").status_code == 404
+    assert e2e.http.delete(f"/api/v1/embeddings/jobs/{new_job_id()}").status_code == 405
+
+
+def test_job_enqueued_with_the_helper(e2e: JobStack) -> None:
+    inputs = [{"id": f"k{i}", "text": t} for i, t in enumerate(texts(2500, "helper"))]
+    job_id = client.submit_job_sync(inputs, model="embed", dimensions=16, connection_string=e2e.connection_string)
+    done = wait_done(e2e, job_id)
+    assert done["counts"] == {"total": 2500, "embedded": 2500, "failed": 0}
+    verify(e2e, job_id, inputs, dims=16)
+
+
+def test_job_whose_inputs_come_from_a_blob(e2e: JobStack) -> None:
+    inputs: list[Any] = [*texts(100, "blob"), "x " * 20000]
+    with BlobServiceClient.from_connection_string(e2e.connection_string) as service:
+        container = service.get_container_client("producer-data")
+        if not container.exists():
+            container.create_container()
+        container.upload_blob("batch-1.jsonl", "\n".join(json.dumps(v) for v in inputs), overwrite=True)
+    job_id = client.submit_job_sync(model="embed", input_blob=messages.BlobRef(container="producer-data",
+                                                                              name="batch-1.jsonl"),
+                                    dimensions=8, connection_string=e2e.connection_string)
+    done = wait_done(e2e, job_id)
+    assert done["counts"] == {"total": 101, "embedded": 100, "failed": 1}
+    verify(e2e, job_id, inputs, dims=8, failed={100: "input_too_long"})
+
+
+def test_poison_message_fails_its_job_and_is_kept(e2e: JobStack) -> None:
+    job_id = new_job_id()
+    send_raw(e2e, json.dumps({"schema": "embedding-job/v1", "type": "job", "id": job_id, "model": "embed",
+                              "input": "not a list"}))
+    done = wait_done(e2e, job_id, timeout=30)
+    assert done["status"] == "failed" and done["error"]["code"] == "invalid_message"
+    assert "input" in done["error"]["message"]
+    deadline = time.monotonic() + 15
+    while "poison_blob" not in done["error"] and time.monotonic() < deadline:
+        time.sleep(0.25)
+        done = wait_done(e2e, job_id)
+    kept = done["error"]["poison_blob"]
+    with BlobServiceClient.from_connection_string(e2e.connection_string) as service:
+        body = service.get_blob_client(kept["container"], kept["name"]).download_blob().readall()
+    assert json.loads(body)["id"] == job_id
+    results = e2e.http.get(f"/api/v1/embeddings/jobs/{job_id}/results")
+    assert results.status_code == 409 and results.json()["error"]["code"] == "job_not_succeeded"
+
+
+def test_duplicated_message_gives_one_set_of_results(e2e: JobStack) -> None:
+    inputs = texts(1500, "dup")
+    message = client.build_message(job_id=new_job_id(), model="embed", inputs=inputs[:10], dimensions=8)
+    body = messages.to_json(message)
+    for _ in range(3):
+        send_raw(e2e, body)
+    done = wait_done(e2e, message.id)
+    assert done["counts"] == {"total": 10, "embedded": 10, "failed": 0}
+    time.sleep(1.0)  # let the duplicates finish too, then look again
+    assert wait_done(e2e, message.id)["counts"] == done["counts"]
+    verify(e2e, message.id, inputs[:10], dims=8)
+
+
+def _wait_in_flight(stack: JobStack, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while stack.sim.stats()["in_flight"] == 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("no embedding request reached the simulator")
+        time.sleep(0.05)
+
+
+def test_worker_killed_mid_job(e2e: JobStack) -> None:
+    # Every embedding request takes 3 s, so the host is killed with chunks in flight.
+    e2e.sim.fault({"kind": "slow_first_byte", "path": "embeddings", "ms": 3000, "count": 100})
+    inputs = texts(6000, "killed")
+    response = e2e.http.post("/api/v1/embeddings/jobs", json={"model": "embed", "input": inputs, "dimensions": 8})
+    job_id = response.json()["id"]
+    _wait_in_flight(e2e)
+    e2e.stack.kill_host()
+    e2e.stack.restart_host()
+    done = wait_done(e2e, job_id, timeout=60)
+    assert done["status"] == "succeeded", done
+    assert done["counts"] == {"total": 6000, "embedded": 6000, "failed": 0}
+    verify(e2e, job_id, inputs, dims=8)
+
+
+def test_azurite_restarted_mid_job(e2e: JobStack) -> None:
+    e2e.sim.fault({"kind": "slow_first_byte", "path": "embeddings", "ms": 2000, "count": 100})
+    inputs = texts(6000, "storage restart")
+    response = e2e.http.post("/api/v1/embeddings/jobs", json={"model": "embed", "input": inputs, "dimensions": 8})
+    job_id = response.json()["id"]
+    _wait_in_flight(e2e)
+    e2e.stack.restart_azurite()
+    done = wait_done(e2e, job_id, timeout=90)
+    assert done["status"] == "succeeded", done
+    assert done["counts"] == {"total": 6000, "embedded": 6000, "failed": 0}
+    verify(e2e, job_id, inputs, dims=8)
+
+
+def test_tpm_limit_forces_429s_and_the_job_still_completes(e2e: JobStack) -> None:
+    # Chunks of 2048 x 5 = 10,240 tokens (and one of 500) against 25,000 TPM: two big ones and the
+    # small one fit the first minute; the third must wait for the window to slide (~60 s), handed
+    # back to the queue meanwhile. The job ends complete, and the 429s were few.
+    e2e.sim.configure(tpm=25_000)
+    inputs = [f"tpm {i:06d} words xx" for i in range(2048 * 3 + 100)]
+    response = e2e.http.post("/api/v1/embeddings/jobs", json={"model": "embed", "input": inputs, "dimensions": 8})
+    job_id = response.json()["id"]
+    done = wait_done(e2e, job_id, timeout=150)
+    stats = e2e.sim.stats()
+    assert done["status"] == "succeeded", done
+    assert stats["statuses"].get("429", 0) >= 1
+    assert stats["statuses"].get("200", 0) == 4
+    e2e.sim.configure(tpm=0)
+    verify(e2e, job_id, inputs, dims=8)
+
+
+def test_results_are_readable_straight_from_the_blob(e2e: JobStack) -> None:
+    response = e2e.http.post("/api/v1/embeddings/jobs", json={"model": "embed", "input": ["a", "b"], "dimensions": 4})
+    job_id = response.json()["id"]
+    done = wait_done(e2e, job_id)
+    ref = done["results"]
+    with BlobServiceClient.from_connection_string(e2e.connection_string) as service:
+        data = service.get_blob_client(ref["container"], ref["blob"]).download_blob().readall()
+    assert [json.loads(line)["index"] for line in data.splitlines()] == [0, 1]

@@ -1,0 +1,655 @@
+// Gateway playground: a sample front end for the Azure OpenAI gateway, meant to be copied.
+//
+// One ES module, no framework, no build step and no dependencies: everything a browser app needs to
+// talk to the gateway is here and short enough to read: streaming with fetch + a small SSE parser,
+// Stop with AbortController, OpenAI-shaped errors turned into plain words, and an embedding job
+// submitted, polled and downloaded.
+//
+// The pure helpers (createSSEParser, describeError, retryAfterSeconds, jobProgress, ...) are
+// exported and do not touch the DOM, so they can be lifted into any app (and are unit-tested in
+// Node). The page wiring starts at "Page" below and only runs in a browser.
+
+// ---------------------------------------------------------------------------------------------
+// Server-sent events
+// ---------------------------------------------------------------------------------------------
+
+// Why hand-written: EventSource can only GET (no body, no headers such as x-functions-key), and a
+// chat request is a POST. So we read the fetch body ourselves, and parsing SSE takes ~40 lines,
+// far less than a dependency plus a bundler. It follows the WHATWG rules that matter here: CRLF,
+// LF or CR line ends (split anywhere across network chunks), multi-line data, comments, and an
+// unterminated last event is dropped (so a cut-off stream is noticed, not half-parsed).
+
+/**
+ * A push parser: feed it decoded text as it arrives, get back the complete events.
+ * @returns {{push(text: string): {event: string, data: string, id?: string}[], end(): void}}
+ */
+export function createSSEParser() {
+  let buffer = "";
+  let event = "";
+  let data = [];
+  let id;
+  let first = true;
+
+  function line(text, out) {
+    if (text === "") {
+      if (data.length) out.push({ event: event || "message", data: data.join("\n"), ...(id !== undefined ? { id } : {}) });
+      event = "";
+      data = [];
+      return;
+    }
+    if (text.startsWith(":")) return; // a comment (keep-alive)
+    const colon = text.indexOf(":");
+    const field = colon === -1 ? text : text.slice(0, colon);
+    let value = colon === -1 ? "" : text.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") event = value;
+    else if (field === "data") data.push(value);
+    else if (field === "id" && !value.includes("\0")) id = value;
+  }
+
+  return {
+    push(text) {
+      if (first && text) {
+        if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+        first = false;
+      }
+      buffer += text;
+      const out = [];
+      const ends = /\r\n|\n|\r/g;
+      let start = 0;
+      let found;
+      while ((found = ends.exec(buffer)) !== null) {
+        // A lone CR at the very end may be the first half of a CRLF split across chunks.
+        if (found[0] === "\r" && found.index === buffer.length - 1) break;
+        line(buffer.slice(start, found.index), out);
+        start = found.index + found[0].length;
+      }
+      buffer = buffer.slice(start);
+      return out;
+    },
+    end() {
+      buffer = "";
+      event = "";
+      data = [];
+    },
+  };
+}
+
+/**
+ * Events of a streamed fetch body, as they arrive.
+ * @param {ReadableStream<Uint8Array>} body
+ */
+export async function* readEvents(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  const parser = createSSEParser();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      yield* parser.push(value);
+    }
+  } finally {
+    // Stop reading (after [DONE], an error event or Stop): frees the connection at once.
+    parser.end();
+    reader.cancel().catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors in plain words
+// ---------------------------------------------------------------------------------------------
+
+/** An HTTP error answer from the gateway (OpenAI shape: {"error": {message, type, param, code}}). */
+export class GatewayProblem extends Error {
+  constructor({ status = 0, error = {}, headers = {}, kind = "http", url = "", requestId = "" } = {}) {
+    super(error.message || `HTTP ${status}`);
+    this.name = "GatewayProblem";
+    this.kind = kind; // "http" | "stream" | "truncated" | "unreachable" | "refused"
+    this.status = status;
+    this.error = error;
+    this.headers = headers;
+    this.url = url;
+    this.requestId = requestId;
+  }
+}
+
+/**
+ * Seconds to wait, from retry-after-ms (exact, Azure) or retry-after (seconds or an HTTP date).
+ * @param {Record<string, string>} headers lower-case names
+ * @param {number} now milliseconds since the epoch
+ */
+export function retryAfterSeconds(headers, now = Date.now()) {
+  const ms = Number.parseFloat(headers["retry-after-ms"] ?? "");
+  if (Number.isFinite(ms) && ms >= 0) return Math.max(1, Math.ceil(ms / 1000));
+  const raw = headers["retry-after"];
+  if (raw === undefined || raw === "") return null;
+  const seconds = Number(raw);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.max(1, Math.ceil(seconds));
+  const date = Date.parse(raw);
+  return Number.isNaN(date) ? null : Math.max(1, Math.ceil((date - now) / 1000));
+}
+
+function quoted(text) {
+  return text ? `: ${text}` : ".";
+}
+
+/**
+ * What to tell the user about a failure: a short title in plain words, optional detail, and how
+ * long to wait before retrying (rate limits).
+ * @param {GatewayProblem} problem
+ * @param {{origin?: string, model?: string, models?: string[], hasKey?: boolean}} context
+ * @returns {{title: string, detail: string, retryAfter: number | null}}
+ */
+export function describeError(problem, context = {}) {
+  const { status, error = {}, kind } = problem;
+  const code = String(error.code ?? "");
+  const message = error.message || "";
+  const result = (title, detail = "", retryAfter = null) => ({ title, detail, retryAfter });
+
+  if (kind === "unreachable") {
+    return result(`Can't reach the gateway at ${problem.url || "that address"}.`,
+      "Check the Gateway URL above and that the gateway is running.");
+  }
+  if (kind === "refused") {
+    const keyHint = context.hasKey ? "" : " In Azure, also check the function key.";
+    return result(`Not allowed: the gateway refused calls from this page's origin (${context.origin || "unknown"}).`,
+      `Ask for it to be added to the gateway's CORS_ALLOWED_ORIGINS setting.${keyHint}`);
+  }
+  if (kind === "truncated") {
+    return result("The connection dropped before the answer was complete.", "What arrived is shown above; try again.");
+  }
+  const midStream = kind === "stream" ? "The answer was cut off. " : "";
+
+  if (status === 429 || code === "429" || code === "rate_limit_exceeded" || error.type === "rate_limit_error") {
+    const wait = retryAfterSeconds(problem.headers || {});
+    return result(wait ? `Rate limited: too many requests right now. Retry in ${wait} s.`
+      : "Rate limited: too many requests right now. Retry in a little while.", "", wait);
+  }
+  if (code === "model_not_found" || code === "DeploymentNotFound") {
+    const which = context.model ? ` "${context.model}"` : "";
+    const list = context.models?.length ? ` Choose one of: ${context.models.join(", ")}.` : " Choose one from the list.";
+    return result(`Not allowed: the model${which} is not available on this gateway.${list}`);
+  }
+  if (status === 401) {
+    return result("Not allowed: the gateway needs a valid function key.",
+      "Paste the app's function key into the Function key field (sent as x-functions-key).");
+  }
+  if (status === 403 || code === "origin_not_allowed" || code.endsWith("_not_allowed")) {
+    return result(`Not allowed${quoted(message)}`);
+  }
+  if (code === "upstream_unreachable" || status === 502 || status === 503) {
+    return result(`${midStream}Upstream down: the AI service can't be reached right now. Try again in a moment.`,
+      message);
+  }
+  if (code === "upstream_timeout" || status === 504 || status === 408) {
+    return result(`${midStream}The AI service took too long to answer. Try again, or ask for something shorter.`,
+      message);
+  }
+  if (status === 413 || code === "request_too_large") {
+    return result("Too large: this is more than the gateway accepts in one request. Send less, or split it.", message);
+  }
+  if (status === 404) return result(`Not found${quoted(message)}`);
+  if (status === 409) return result(`Not ready${quoted(message)}`);
+  if (status === 400 || status === 422) return result(`The gateway rejected the request${quoted(message)}`);
+  if (status >= 500 || kind === "stream") {
+    return result(`${midStream || "Something went wrong on the server side. "}${message || "Try again."}`);
+  }
+  return result(`The request failed (HTTP ${status})${quoted(message)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Talking to the gateway
+// ---------------------------------------------------------------------------------------------
+
+/** Lower-case header map of a fetch Response (only what CORS lets us see cross-origin). */
+function headerMap(response) {
+  const out = {};
+  response.headers.forEach((value, name) => { out[name.toLowerCase()] = value; });
+  return out;
+}
+
+/** The gateway base URL: ?gateway=, else the app this page is served by (/api/ui → /api), else saved. */
+export function defaultGateway(location, saved) {
+  const fromQuery = new URL(location.href).searchParams.get("gateway");
+  if (fromQuery) return fromQuery.replace(/\/+$/, "");
+  const served = location.pathname.match(/^(.*)\/ui(?:\/.*)?$/i);
+  if (served) return `${location.origin}${served[1]}`;
+  return (saved || "http://localhost:7071/api").replace(/\/+$/, "");
+}
+
+/** Percent of an embedding job that is done (embedded or failed), 0-100. */
+export function jobProgress(job) {
+  if (job.status === "succeeded") return 100;
+  const total = job.counts?.total;
+  if (!total) return 0;
+  const done = (job.counts.embedded || 0) + (job.counts.failed || 0);
+  return Math.min(100, Math.floor((done / total) * 100));
+}
+
+/** The inputs of an embedding job: one per non-blank line. */
+export function splitLines(text) {
+  return text.split(/\r\n|\n|\r/).filter((line) => line.trim() !== "");
+}
+
+class Gateway {
+  constructor() {
+    this.base = "";
+    this.key = "";
+  }
+
+  url(path) {
+    return `${this.base}/${path.replace(/^\/+/, "")}`;
+  }
+
+  /**
+   * fetch() against the gateway; resolves only for 2xx, throws GatewayProblem otherwise.
+   * An AbortError (Stop) is passed through untouched.
+   */
+  async request(path, { method = "GET", body, signal, accept } = {}) {
+    const headers = {};
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (accept) headers.accept = accept;
+    // Azure requires a function key on /api/v1/*; locally nothing checks it, so send it only if given.
+    if (this.key) headers["x-functions-key"] = this.key;
+    const url = this.url(path);
+    let response;
+    try {
+      response = await fetch(url, {
+        method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store",
+      });
+    } catch (err) {
+      if (err?.name === "AbortError") throw err;
+      throw await this.diagnose(url);
+    }
+    if (response.ok) return response;
+    const headersSeen = headerMap(response);
+    let payload = {};
+    try { payload = await response.json(); } catch { /* not JSON: keep the status */ }
+    throw new GatewayProblem({
+      status: response.status, error: payload?.error ?? {}, headers: headersSeen, url,
+      requestId: headersSeen["x-request-id"] ?? "",
+    });
+  }
+
+  /**
+   * A fetch that fails without a status is either "nothing answers" or "the browser hid the answer"
+   * (CORS). A no-cors request to the anonymous health endpoint tells them apart: CORS cannot block
+   * it, so it only fails when the gateway is really unreachable.
+   */
+  async diagnose(url) {
+    try {
+      await fetch(this.url("health"), { mode: "no-cors", cache: "no-store" });
+      const sameOrigin = new URL(url, globalThis.location?.href).origin === globalThis.location?.origin;
+      return new GatewayProblem({ kind: sameOrigin ? "unreachable" : "refused", url });
+    } catch {
+      return new GatewayProblem({ kind: "unreachable", url: this.base });
+    }
+  }
+}
+
+/**
+ * Stream a reply, calling onDelta(text) for every piece of text as it arrives.
+ * Chat Completions ends with "data: [DONE]"; the Responses API with response.completed (or
+ * .incomplete); the gateway reports a failure after the stream began as "event: error".
+ * @returns {Promise<{usage: object | null, requestId: string}>}
+ */
+export async function streamReply(gateway, { api, model, history, signal, onDelta, onOpen }) {
+  const input = history.map(({ role, content }) => ({ role, content }));
+  const [path, body] = api === "responses"
+    // store:false because the page keeps the conversation itself and resends it every turn.
+    ? ["v1/responses", { model, input, stream: true, store: false }]
+    : ["v1/chat/completions", { model, messages: input, stream: true, stream_options: { include_usage: true } }];
+  const response = await gateway.request(path, { method: "POST", body, signal, accept: "text/event-stream" });
+  const headers = headerMap(response);
+  const requestId = headers["x-request-id"] ?? "";
+  onOpen?.(requestId);
+  let finished = false;
+  let usage = null;
+  const fail = (error) => new GatewayProblem({ kind: "stream", status: 200, error, headers, requestId });
+
+  for await (const { event, data } of readEvents(response.body)) {
+    if (data === "[DONE]") { finished = true; break; }
+    let payload;
+    try { payload = JSON.parse(data); } catch { continue; }
+    if (event === "error" || payload.type === "error") {
+      throw fail(payload.error ?? { message: payload.message, code: payload.code });
+    }
+    if (api === "responses") {
+      const type = payload.type ?? event;
+      if (type === "response.output_text.delta") onDelta(payload.delta ?? "");
+      else if (type === "response.completed" || type === "response.incomplete") {
+        usage = payload.response?.usage ?? null;
+        finished = true;
+      } else if (type === "response.failed") {
+        throw fail(payload.response?.error ?? { message: "The response failed." });
+      }
+    } else {
+      if (payload.error) throw fail(payload.error);
+      const piece = payload.choices?.[0]?.delta?.content;
+      if (piece) onDelta(piece);
+      if (payload.usage) usage = payload.usage;
+    }
+  }
+  if (!finished) throw new GatewayProblem({ kind: "truncated", requestId });
+  return { usage, requestId };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Page
+// ---------------------------------------------------------------------------------------------
+
+function boot() {
+  const $ = (id) => document.getElementById(id);
+  const gateway = new Gateway();
+  const state = {
+    history: [], // [{role: "user"|"assistant", content}] - resent in full on every turn
+    models: [],
+    controller: null, // AbortController of the reply being streamed
+    jobRun: 0, // bumps when a new job is submitted, so an older poll loop stops
+    jobBlobUrl: null,
+  };
+  const countdowns = new WeakMap();
+
+  // --- errors -------------------------------------------------------------------------------
+  function showError(box, problem, context = {}) {
+    clearInterval(countdowns.get(box));
+    const described = describeError(problem, {
+      origin: location.origin, models: state.models, hasKey: Boolean(gateway.key), ...context,
+    });
+    box.replaceChildren();
+    const title = document.createElement("strong");
+    title.textContent = described.title;
+    box.append(title);
+    if (described.detail) {
+      const detail = document.createElement("span");
+      detail.textContent = ` ${described.detail}`;
+      box.append(detail);
+    }
+    if (problem.requestId) {
+      const id = document.createElement("small");
+      id.textContent = ` Request id ${problem.requestId}.`;
+      box.append(id);
+    }
+    box.dataset.kind = problem.kind === "http" ? String(problem.status) : problem.kind;
+    box.hidden = false;
+    if (described.retryAfter) {
+      // Count the wait down in place, so the user knows when retrying makes sense.
+      let left = described.retryAfter;
+      countdowns.set(box, setInterval(() => {
+        left -= 1;
+        title.textContent = left > 0 ? described.title.replace(/Retry in \d+ s\./, `Retry in ${left} s.`)
+          : "Rate limited a moment ago: you can retry now.";
+        if (left <= 0) clearInterval(countdowns.get(box));
+      }, 1000));
+    }
+  }
+
+  function hideError(box) {
+    clearInterval(countdowns.get(box));
+    box.hidden = true;
+    box.replaceChildren();
+  }
+
+  function asProblem(err) {
+    return err instanceof GatewayProblem ? err : new GatewayProblem({ kind: "stream", error: { message: String(err?.message ?? err) } });
+  }
+
+  // --- settings and models ------------------------------------------------------------------
+  const saved = localStorage.getItem("gateway-url");
+  $("gateway").value = defaultGateway(location, saved);
+
+  function fillDatalist(list, names) {
+    list.replaceChildren(...names.map((name) => Object.assign(document.createElement("option"), { value: name })));
+  }
+
+  async function connect() {
+    gateway.base = $("gateway").value.trim().replace(/\/+$/, "");
+    // The key stays in memory only: anything in localStorage is readable by every script on this origin.
+    gateway.key = $("key").value.trim();
+    localStorage.setItem("gateway-url", gateway.base);
+    document.body.dataset.models = "loading";
+    $("connection").textContent = "Connecting…";
+    hideError($("banner"));
+    try {
+      const response = await gateway.request("v1/models");
+      const names = ((await response.json()).data ?? []).map((m) => m.id);
+      state.models = names;
+      const embedding = names.filter((n) => /embed/i.test(n));
+      const chat = names.filter((n) => !/embed/i.test(n));
+      fillDatalist($("chat-models"), chat);
+      fillDatalist($("embedding-models"), embedding);
+      if (!chat.includes($("chat-model").value)) $("chat-model").value = chat[0] ?? "";
+      if (!embedding.includes($("job-model").value)) $("job-model").value = embedding[0] ?? "";
+      $("connection").textContent = `Connected · ${names.length} model${names.length === 1 ? "" : "s"}`;
+      document.body.dataset.models = "loaded";
+    } catch (err) {
+      $("connection").textContent = "Not connected";
+      document.body.dataset.models = "error";
+      for (const id of ["chat-model", "job-model"]) $(id).placeholder = "model name";
+      showError($("banner"), asProblem(err));
+    }
+  }
+
+  $("settings").addEventListener("submit", (e) => { e.preventDefault(); connect(); });
+
+  // --- chat ---------------------------------------------------------------------------------
+  const conversation = $("conversation");
+
+  function addMessage(role, text = "") {
+    conversation.querySelector(".hint")?.remove();
+    const item = document.createElement("li");
+    item.className = `msg ${role}`;
+    const who = document.createElement("div");
+    who.className = "who";
+    who.textContent = role === "user" ? "You" : "Assistant";
+    const body = document.createElement("div");
+    body.className = "text";
+    body.textContent = text;
+    item.append(who, body);
+    conversation.append(item);
+    item.scrollIntoView({ block: "end" });
+    return item;
+  }
+
+  function setStreaming(on) {
+    $("send").disabled = on;
+    $("stop").disabled = !on;
+    document.body.dataset.streaming = on ? "true" : "false";
+  }
+
+  async function send() {
+    const text = $("prompt").value.trim();
+    if (!text || state.controller) return;
+    const api = document.querySelector('input[name="api"]:checked').value;
+    const model = $("chat-model").value.trim();
+    hideError($("chat-error"));
+    $("prompt").value = "";
+
+    // This turn's conversation: "New conversation" mid-reply swaps state.history for a fresh one,
+    // and whatever this reply ends with must not leak into it.
+    const history = state.history;
+    history.push({ role: "user", content: text });
+    const userItem = addMessage("user", text);
+    const item = addMessage("assistant");
+    item.dataset.state = "waiting";
+    const body = item.querySelector(".text");
+    const controller = new AbortController();
+    state.controller = controller;
+    setStreaming(true);
+
+    const started = performance.now();
+    let firstToken = null;
+    let pieces = 0;
+    let reply = "";
+    const status = (line) => { $("chat-status").textContent = line; };
+    status(`Waiting for ${model || "the model"}…`);
+
+    try {
+      const { usage, requestId } = await streamReply(gateway, {
+        api, model, history, signal: controller.signal,
+        onOpen: () => { item.dataset.state = "streaming"; },
+        onDelta: (piece) => {
+          firstToken ??= performance.now() - started;
+          pieces += 1;
+          reply += piece;
+          body.textContent = reply;
+          status(`Receiving… first token after ${Math.round(firstToken)} ms · ${pieces} pieces`);
+          if (pieces % 8 === 0) item.scrollIntoView({ block: "end" });
+        },
+      });
+      item.dataset.state = "done";
+      history.push({ role: "assistant", content: reply });
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      const tokens = usage ? ` · ${usage.completion_tokens ?? usage.output_tokens ?? "?"} tokens` : "";
+      status(`Done in ${seconds} s${firstToken === null ? "" : ` · first token after ${Math.round(firstToken)} ms`}${tokens}` +
+        (requestId ? ` · request id ${requestId}` : ""));
+    } catch (err) {
+      if (err?.name === "AbortError") {
+        // Closing the connection is the whole protocol: the gateway sees the client leave and
+        // closes its upstream stream, so generation (and billing) stops there too.
+        item.dataset.state = "stopped";
+        if (reply) history.push({ role: "assistant", content: reply });
+        else history.pop(); // nothing came back: forget the question, keep it on screen
+        status(`Stopped after ${pieces} pieces. Closing the connection makes the gateway cancel the upstream request.`);
+      } else {
+        const problem = asProblem(err);
+        if (reply) {
+          item.dataset.state = "error";
+          history.push({ role: "assistant", content: reply });
+        } else {
+          // Nothing was answered: take the turn back and return the text to the box to retry.
+          history.pop();
+          item.remove();
+          userItem.remove();
+          $("prompt").value = text;
+        }
+        status("");
+        showError($("chat-error"), problem, { model });
+      }
+    } finally {
+      state.controller = null;
+      setStreaming(false);
+    }
+  }
+
+  $("composer").addEventListener("submit", (e) => { e.preventDefault(); send(); });
+  $("prompt").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
+  });
+  $("stop").addEventListener("click", () => state.controller?.abort());
+  $("clear").addEventListener("click", () => {
+    state.controller?.abort();
+    state.history = [];
+    conversation.replaceChildren();
+    $("chat-status").textContent = "";
+    hideError($("chat-error"));
+  });
+
+  // --- embedding job ------------------------------------------------------------------------
+  function countLines() {
+    const n = splitLines($("job-input").value).length;
+    $("job-lines").textContent = `${n} input${n === 1 ? "" : "s"}`;
+  }
+  $("job-input").addEventListener("input", countLines);
+  $("job-file").addEventListener("change", async () => {
+    const file = $("job-file").files?.[0];
+    if (!file) return;
+    $("job-input").value = await file.text();
+    countLines();
+  });
+
+  function renderJob(job) {
+    const percent = jobProgress(job);
+    $("job-view").hidden = false;
+    $("job-id").textContent = job.id;
+    $("job-state").textContent = job.status;
+    $("job-state").dataset.status = job.status;
+    $("job-progress").value = percent;
+    $("job-percent").textContent = `${percent}%`;
+    const c = job.counts ?? {};
+    const tokens = job.usage?.total_tokens ?? job.tokens;
+    $("job-counts").textContent = `${c.embedded ?? 0} of ${c.total ?? "?"} embedded · ${c.failed ?? 0} failed` +
+      (tokens ? ` · ${tokens} tokens` : "");
+    $("job-download").disabled = job.status !== "succeeded";
+  }
+
+  const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+  async function watchJob(id, run) {
+    let delay = 300;
+    let misses = 0;
+    while (run === state.jobRun) {
+      await sleep(delay);
+      if (run !== state.jobRun) return;
+      try {
+        const job = await (await gateway.request(`v1/embeddings/jobs/${encodeURIComponent(id)}`)).json();
+        misses = 0;
+        renderJob(job);
+        if (job.status === "succeeded") return;
+        if (job.status === "failed") {
+          showError($("job-error"), new GatewayProblem({
+            status: 500, error: { message: `The job failed: ${job.error?.message ?? "no reason given"}` },
+          }));
+          return;
+        }
+        delay = Math.min(2000, delay * 1.5);
+      } catch (err) {
+        // A blip while polling is not the job failing: say so, and keep watching a while.
+        misses += 1;
+        const problem = asProblem(err);
+        showError($("job-error"), problem);
+        if (misses >= 10 || (problem.status >= 400 && problem.status < 500 && problem.status !== 429)) return;
+        delay = (retryAfterSeconds(problem.headers ?? {}) ?? 2) * 1000;
+        continue;
+      }
+      hideError($("job-error"));
+    }
+  }
+
+  $("job-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = splitLines($("job-input").value);
+    hideError($("job-error"));
+    if (!input.length) {
+      showError($("job-error"), new GatewayProblem({ status: 400, error: { message: "add at least one line to embed." } }));
+      return;
+    }
+    const run = ++state.jobRun;
+    $("job-submit").disabled = true;
+    try {
+      const response = await gateway.request("v1/embeddings/jobs", {
+        method: "POST", body: { model: $("job-model").value.trim(), input },
+      });
+      const job = await response.json();
+      renderJob(job);
+      await watchJob(job.id, run);
+    } catch (err) {
+      showError($("job-error"), asProblem(err), { model: $("job-model").value.trim() });
+    } finally {
+      if (run === state.jobRun) $("job-submit").disabled = false;
+    }
+  });
+
+  $("job-download").addEventListener("click", async () => {
+    const id = $("job-id").textContent;
+    try {
+      // fetch + a Blob URL rather than a plain link: a link cannot carry the x-functions-key header.
+      const response = await gateway.request(`v1/embeddings/jobs/${encodeURIComponent(id)}/results`);
+      const blob = await response.blob();
+      if (state.jobBlobUrl) URL.revokeObjectURL(state.jobBlobUrl);
+      state.jobBlobUrl = URL.createObjectURL(blob);
+      const link = Object.assign(document.createElement("a"), { href: state.jobBlobUrl, download: `${id}.jsonl` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+    } catch (err) {
+      showError($("job-error"), asProblem(err));
+    }
+  });
+
+  countLines();
+  setStreaming(false);
+  connect();
+}
+
+if (typeof document !== "undefined") boot();
