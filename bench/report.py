@@ -72,10 +72,18 @@ def overhead_table(load: dict[str, Any], mode: str, proxies: list[str]) -> list[
     return lines
 
 
+def _verdict(verdict: dict[str, Any]) -> str:
+    state = verdict.get("state", "ok" if verdict["ok"] else "buffers")
+    if state == "ok":
+        return "ok"
+    return f"{'saturated' if state == 'saturated' else 'FAIL'}: {verdict['why']}"
+
+
 def streaming_table(load: dict[str, Any], proxies: list[str]) -> list[str]:
     lines = [
         "**Streaming: time to first event and gaps between events** (ms, medians of runs; `direct@X` ran at "
-        "the same time as X; a relay that buffers shows collapsed gaps or a late first event and is marked FAIL)",
+        "the same time as X; a relay that buffers shows collapsed gaps or a late first event and is marked FAIL; "
+        "a proxy out of CPU batches events too and is marked saturated)",
         "",
         "| concurrency | target | first event p50 / p99 | added first event p50 / p99 | gap p50 / p99 | relay |",
         "|---:|---|---:|---:|---:|---|",
@@ -92,7 +100,7 @@ def streaming_table(load: dict[str, Any], proxies: list[str]) -> list[str]:
                 f"| {concurrency} | {target} | {_f(first.get('p50'))} / {_f(first.get('p99'))} | "
                 + ("- |" if added is None else f"{_f(added['p50'])} / {_f(added['p99'])} |")
                 + f" {_f(gap.get('p50'))} / {_f(gap.get('p99'))} | "
-                + ("-" if verdict is None else ("ok" if verdict["ok"] else f"FAIL: {verdict['why']}")) + " |"
+                + ("-" if verdict is None else _verdict(verdict)) + " |"
             )
     return lines
 
@@ -130,11 +138,34 @@ def target_lines(results: dict[str, Any]) -> list[str]:
         f"p50 {_f(p50)} ms / p99 {_f(p99)} ms, first event p50 {_f(first.get('p50'))} ms / p99 "
         f"{_f(first.get('p99'))} ms: **{'met' if met else 'not met'}**.",
     ]
-    litellm = load["paced"]["stream"]["64"].get("litellm", {}).get("added_latency_ms")
-    if litellm and p50 is not None and litellm.get("p50"):
-        lines.append(f"Against LiteLLM at 64 streams: our added median is {p50 / litellm['p50']:.2f}x theirs "
-                     f"({_f(p50)} ms vs {_f(litellm['p50'])} ms); p99 {_f(p99)} ms vs {_f(litellm.get('p99'))} ms.")
+    lines += litellm_ratio_lines(load)
     return lines
+
+
+def litellm_ratio_lines(load: dict[str, Any]) -> list[str]:
+    """Our added median latency and CPU per request as a ratio to LiteLLM's, level by level."""
+    parts: list[str] = []
+    for mode in ("json", "stream"):
+        cells = []
+        for concurrency, level in load["paced"][mode].items():
+            ours = level.get("gateway", {}).get("added_latency_ms", {}).get("p50")
+            theirs = level.get("litellm", {}).get("added_latency_ms", {}).get("p50")
+            if ours is None or not theirs or theirs <= 0:
+                continue
+            busy = level["litellm"].get("rps", 0) < 0.9 * level.get("direct@litellm", {}).get("rps", 0)
+            cells.append(f"c={concurrency} {ours / theirs:.2f}x{' (LiteLLM saturated)' if busy else ''}")
+        if cells:
+            parts.append(f"{'streaming' if mode == 'stream' else 'non-streaming'}: " + ", ".join(cells))
+    cpu = []
+    for mode, targets in load["saturation"].items():
+        ours = targets.get("gateway", {}).get("cpu_s_per_1000", {}).get("proxy")
+        theirs = targets.get("litellm", {}).get("cpu_s_per_1000", {}).get("proxy")
+        if ours and theirs:
+            cpu.append(f"{mode} {ours / theirs:.2f}x")
+    if not parts:
+        return []
+    return [f"Our added median latency as a ratio to LiteLLM's: {'; '.join(parts)}. CPU per request at "
+            f"saturation, ours / theirs: {', '.join(cpu) or '-'}."]
 
 
 def coldstart_table(cold: dict[str, Any]) -> list[str]:

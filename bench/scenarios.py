@@ -199,11 +199,13 @@ def _summarize_level(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def relay_verdict(through: dict[str, Any], direct: dict[str, Any]) -> dict[str, Any]:
-    """Does a proxy relay events as they come, or buffer them? Judged against the direct stream.
+    """Does a proxy relay events as they come, or buffer them? Judged against its direct pair.
 
     A buffering relay holds events back and sends them in a burst: its median inter-event gap
     collapses towards 0 (direct shows the simulator's token delay) and its first event arrives
-    late, near the end of the stream. Either sign fails the check.
+    late, near the end of the stream. Either sign fails the check, unless the proxy is saturated
+    (it completed clearly fewer requests than its direct pair): then events queue behind the CPU
+    and leave in batches too, which is reported as "saturated", a capacity limit, not buffering.
     """
     direct_gap = direct["gap_ms"].get("p50") or 0.0
     gap = through["gap_ms"].get("p50") or 0.0
@@ -212,11 +214,21 @@ def relay_verdict(through: dict[str, Any], direct: dict[str, Any]) -> dict[str, 
     late_first = (through["first_event_ms"].get("p50") or 0.0) - direct_first
     gap_ok = direct_gap <= 0 or gap >= 0.5 * direct_gap
     first_ok = stream_body <= 0 or late_first <= 0.5 * stream_body
+    saturated = bool(direct.get("rps")) and through.get("rps", 0.0) < 0.9 * direct["rps"]
+    if gap_ok and first_ok:
+        state, why = "ok", "relays events as they arrive"
+    elif saturated:
+        state = "saturated"
+        why = (f"out of CPU ({through['rps']:.0f} req/s vs {direct['rps']:.0f} direct): events queue and leave in "
+               "batches")
+    else:
+        state = "buffers"
+        why = "events arrive in bursts (gaps collapsed)" if not gap_ok else "first event held back"
     return {
-        "ok": gap_ok and first_ok,
+        "ok": state == "ok",
+        "state": state,
         "gap_p50_ms": gap,
         "direct_gap_p50_ms": direct_gap,
         "first_event_delay_p50_ms": round(late_first, 3),
-        "why": "relays events as they arrive" if gap_ok and first_ok else
-               ("events arrive in bursts (gaps collapsed)" if not gap_ok else "first event held back"),
+        "why": why,
     }

@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-import httpx2
-from openai import AsyncOpenAI
-
 from shared.config import BackendConfig, Settings, get_settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
+    from openai import AsyncOpenAI
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -54,6 +52,9 @@ def build_openai_client(
     The SDK's retries are off (``max_retries=0``): :mod:`shared.retry` is the only retry loop.
     Per-attempt timeouts are set per call from the request's deadline.
     """
+    import httpx2
+    from openai import AsyncOpenAI, DefaultAioHttpClient
+
     backend = backend or settings.backends[0]
     headers: dict[str, str] = {}
     api_key: Any
@@ -66,7 +67,9 @@ def build_openai_client(
 
         # The provider caches the token and refreshes it before expiry.
         api_key = get_bearer_token_provider(credential or get_credential(), COGNITIVE_SERVICES_SCOPE)
-    http_client = httpx2.AsyncClient(
+    # aiohttp underneath the SDK: measured 35-50% less CPU per relayed request than the default
+    # httpx2 transport at 64 concurrent connections (see bench/README.md); same SDK surface.
+    http_client = DefaultAioHttpClient(
         limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30.0),
         timeout=httpx2.Timeout(settings.request_timeout_seconds, connect=5.0),
     )

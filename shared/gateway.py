@@ -9,9 +9,8 @@ import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import httpx2
 from pydantic import BaseModel
 
 from shared import usage
@@ -24,6 +23,9 @@ from shared.relay import relay_events
 from shared.schemas import ChatCompletionRequest, EmbeddingsRequest, ResponsesRequest
 from shared.upstream import get_backend_pool, send
 from shared.validation import check_mcp_tools, parse_body, resolve_model, with_model
+
+if TYPE_CHECKING:
+    import httpx2
 
 ModelRequest = ChatCompletionRequest | ResponsesRequest | EmbeddingsRequest
 

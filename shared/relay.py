@@ -8,11 +8,17 @@ framing intact so that an error we add at the end always starts on an event boun
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-
-import httpx2
+from typing import TYPE_CHECKING
 
 from shared.context import RequestContext
 from shared.errors import GatewayError, sse_error_event, upstream_timeout, upstream_unreachable
+from shared.lazy import LazyModule
+from shared.transport_errors import is_real_timeout
+
+if TYPE_CHECKING:
+    import httpx2
+else:
+    httpx2 = LazyModule("httpx2")
 
 
 def _event_boundary(data: bytes) -> int:
@@ -50,9 +56,14 @@ async def relay_events(response: httpx2.Response, ctx: RequestContext) -> AsyncI
             yield pending
     except GatewayError as exc:
         yield sse_error_event(exc)
-    except httpx2.TimeoutException:
-        yield sse_error_event(upstream_timeout("the upstream stopped sending in the middle of the stream"))
-    except httpx2.HTTPError as exc:
+    except httpx2.TimeoutException as exc:
+        if is_real_timeout(exc):
+            yield sse_error_event(upstream_timeout("the upstream stopped sending in the middle of the stream"))
+        else:
+            yield sse_error_event(upstream_unreachable("connection lost in the middle of the stream"))
+    except Exception as exc:
+        # Whatever the transport raised (httpx2 or aiohttp errors), the caller must learn that the
+        # stream is incomplete rather than see it end as if it were whole.
         detail = f"connection lost in the middle of the stream ({type(exc).__name__})"
         yield sse_error_event(upstream_unreachable(detail))
     finally:

@@ -12,10 +12,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
-from typing import Literal
-
-import httpx2
-import openai
+from typing import TYPE_CHECKING, Literal
 
 from shared import telemetry
 from shared.backends import DEFAULT_COOLDOWN_5XX, DEFAULT_COOLDOWN_429, BackendPool
@@ -23,7 +20,16 @@ from shared.clients import get_openai_client
 from shared.config import BackendConfig, get_settings
 from shared.context import RequestContext
 from shared.errors import GatewayError, upstream_timeout, upstream_unreachable
+from shared.lazy import LazyModule
 from shared.retry import Failure, RetryPolicy, parse_retry_after, status_is_retryable
+from shared.transport_errors import is_real_timeout
+
+if TYPE_CHECKING:
+    import httpx2
+    import openai
+else:
+    httpx2 = LazyModule("httpx2")
+    openai = LazyModule("openai")
 
 Method = Literal["GET", "POST", "DELETE"]
 _JSON = {"content-type": "application/json"}
@@ -178,11 +184,12 @@ async def send(
         raise UpstreamError(exc.response) from None
     except AllCoolingDown as exc:
         raise rate_limited(exc.seconds) from None
-    except openai.APITimeoutError:
-        raise upstream_timeout(f"gave up after {ctx.attempts} attempt(s)") from None
+    except openai.APITimeoutError as exc:
+        if is_real_timeout(exc):
+            raise upstream_timeout(f"gave up after {ctx.attempts} attempt(s)") from None
+        raise upstream_unreachable(f"{_root(exc)} after {ctx.attempts} attempt(s)") from None
     except openai.APIConnectionError as exc:
-        cause = exc.__cause__ or exc
-        raise upstream_unreachable(f"{type(cause).__name__} after {ctx.attempts} attempt(s)") from None
+        raise upstream_unreachable(f"{_root(exc)} after {ctx.attempts} attempt(s)") from None
     _note(ctx, response)
     return response
 
@@ -196,6 +203,13 @@ def _sleep_counted(ctx: RequestContext) -> Callable[[float], Awaitable[None]]:
         ctx.upstream_seconds += time.perf_counter() - started
 
     return sleep
+
+
+def _root(exc: BaseException) -> str:
+    """The name of the innermost cause (e.g. ClientConnectorError), for a readable message."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return type(exc).__name__
 
 
 def _note(ctx: RequestContext, response: httpx2.Response) -> None:

@@ -90,7 +90,9 @@ def test_relay_check_fails_a_buffering_relay() -> None:
     buffering = {"gap_ms": _summary(0.0, 0.1), "first_event_ms": _summary(171.0, 176.0)}
     assert scenarios.relay_verdict(relaying, direct)["ok"]
     verdict = scenarios.relay_verdict(buffering, direct)
-    assert not verdict["ok"] and "bursts" in verdict["why"]
+    assert not verdict["ok"] and verdict["state"] == "buffers" and "bursts" in verdict["why"]
+    overloaded = {**buffering, "rps": 40.0}
+    assert scenarios.relay_verdict(overloaded, {**direct, "rps": 80.0})["state"] == "saturated"
 
 
 def test_stats() -> None:
