@@ -174,3 +174,15 @@ def test_unreachable_upstream_is_502(stack: Stack) -> None:
                               timeout=30)
     error = assert_openai_error(response, 502, "upstream_unreachable")
     assert "could not reach" in error["message"]
+
+
+def test_slow_first_byte_is_waited_for_not_retried(client: openai.OpenAI, sim: Sim) -> None:
+    sim.fault(path="chat/completions", kind="slow_first_byte", ms=800)
+    started = time.monotonic()
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    first = next(iter(stream))
+    waited = time.monotonic() - started
+    rest = list(stream)
+    assert first.choices[0].delta.role == "assistant" and rest
+    assert 0.8 <= waited < 3.0
+    assert sim.stats()["counts"]["chat/completions"] == 1  # slow is not failed: no second attempt
