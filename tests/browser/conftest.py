@@ -55,7 +55,7 @@ def unavailable(reason: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"{reason}. CI must run the browser tests: .ci/run installs Chromium (make browser).",
                     pytrace=False)
-    pytest.skip(f"{reason}; browser tests skipped (install: `sudo apt-get install chromium`, "
+    pytest.skip(reason=f"{reason}; browser tests skipped (install: `sudo apt-get install chromium`, "
                 "or `make browser INSTALL_BROWSER=1` as root)")
 
 
