@@ -138,15 +138,20 @@ class StorageClients:
             self._credential = build_credential(self.config)
         return self._credential
 
+    def _build(self, service: Service, client_class: Any) -> Any:
+        """A service client from the connection string, or from its URI and the identity."""
+        conn = self.config.connection_string
+        if conn:
+            return client_class.from_connection_string(conn, **_client_options())
+        return client_class(self.config.service_uri(service), credential=self._credential_for_uri(),
+                            **_client_options())
+
     @property
     def blob(self) -> BlobServiceClient:
         if self._blob is None:
             from azure.storage.blob.aio import BlobServiceClient
 
-            conn = self.config.connection_string
-            self._blob = (BlobServiceClient.from_connection_string(conn, **_client_options()) if conn
-                          else BlobServiceClient(self.config.service_uri("blob"),
-                                                 credential=self._credential_for_uri(), **_client_options()))
+            self._blob = self._build("blob", BlobServiceClient)
         return self._blob
 
     @property
@@ -154,10 +159,7 @@ class StorageClients:
         if self._queue is None:
             from azure.storage.queue.aio import QueueServiceClient
 
-            conn = self.config.connection_string
-            self._queue = (QueueServiceClient.from_connection_string(conn, **_client_options()) if conn
-                           else QueueServiceClient(self.config.service_uri("queue"),
-                                                   credential=self._credential_for_uri(), **_client_options()))
+            self._queue = self._build("queue", QueueServiceClient)
         return self._queue
 
     @property
@@ -165,10 +167,7 @@ class StorageClients:
         if self._table is None:
             from azure.data.tables.aio import TableServiceClient
 
-            conn = self.config.connection_string
-            self._table = (TableServiceClient.from_connection_string(conn, **_client_options()) if conn
-                           else TableServiceClient(self.config.service_uri("table"),
-                                                   credential=self._credential_for_uri(), **_client_options()))
+            self._table = self._build("table", TableServiceClient)
         return self._table
 
     async def close(self) -> None:
