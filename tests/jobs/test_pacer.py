@@ -5,23 +5,11 @@ from __future__ import annotations
 import pytest
 
 from shared.jobs.pacer import Pacer, Throttled
+from tests.fakes import FakeClock
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def make() -> tuple[Pacer, Clock]:
-    clock = Clock()
+def make() -> tuple[Pacer, FakeClock]:
+    clock = FakeClock(100.0)
     return Pacer(clock=clock, sleep=clock.sleep), clock
 
 

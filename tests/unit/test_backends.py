@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from shared.backends import BackendPool
 from shared.config import BackendConfig
+from tests.fakes import FakeClock
 
 A = BackendConfig("a", "http://a/v1/", priority=0)
 B = BackendConfig("b", "http://b/v1/", priority=1, weight=3)
 C = BackendConfig("c", "http://c/v1/", priority=1, weight=1)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_priority_first_then_untried_ones() -> None:
-    pool = BackendPool((A, B, C), clock=Clock(), rng=lambda: 0.0)
+    pool = BackendPool((A, B, C), clock=FakeClock(100.0), rng=lambda: 0.0)
     assert pool.pick("d", set()) == A
     assert pool.pick("d", {"a"}) == B
     assert pool.pick("d", {"a", "b"}) == C
@@ -27,14 +20,14 @@ def test_priority_first_then_untried_ones() -> None:
 
 
 def test_weights_split_a_priority_tier() -> None:
-    pool = BackendPool((B, C), clock=Clock())
-    assert BackendPool((B, C), clock=Clock(), rng=lambda: 0.74).pick("d", set()) == B
-    assert BackendPool((B, C), clock=Clock(), rng=lambda: 0.76).pick("d", set()) == C
+    pool = BackendPool((B, C), clock=FakeClock(100.0))
+    assert BackendPool((B, C), clock=FakeClock(100.0), rng=lambda: 0.74).pick("d", set()) == B
+    assert BackendPool((B, C), clock=FakeClock(100.0), rng=lambda: 0.76).pick("d", set()) == C
     assert pool.multiple
 
 
 def test_cool_down_is_per_deployment_and_expires() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     pool = BackendPool((A, B), clock=clock)
     pool.cool(A, "chat", 2.0)
     assert pool.pick("chat", set()) == B
@@ -48,7 +41,7 @@ def test_cool_down_is_per_deployment_and_expires() -> None:
 
 
 def test_pinned_backend_only() -> None:
-    pool = BackendPool((A, B), clock=Clock())
+    pool = BackendPool((A, B), clock=FakeClock(100.0))
     assert pool.pick("d", set(), pinned="b") == B
     pool.cool(B, "d", 3.0)
     assert pool.pick("d", set(), pinned="b") is None
@@ -56,9 +49,9 @@ def test_pinned_backend_only() -> None:
 
 
 def test_affinity_is_remembered_only_with_several_backends() -> None:
-    single = BackendPool((A,), clock=Clock())
+    single = BackendPool((A,), clock=FakeClock(100.0))
     single.remember("resp_1", "a")
     assert single.home_of("resp_1") is None
-    pool = BackendPool((A, B), clock=Clock())
+    pool = BackendPool((A, B), clock=FakeClock(100.0))
     pool.remember("resp_1", "b")
     assert pool.home_of("resp_1") == "b" and pool.home_of(None) is None

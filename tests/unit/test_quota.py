@@ -7,14 +7,7 @@ import pytest
 from shared.callers import identify
 from shared.errors import GatewayError
 from shared.quota import CallerQuota
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 class MemoryStore:
@@ -31,7 +24,7 @@ class MemoryStore:
 
 
 def test_reserve_until_the_limit_then_429_with_retry_after() -> None:
-    clock = Clock(6000.0)  # the start of a minute
+    clock = FakeClock(6000.0)  # the start of a minute
     quota = CallerQuota(1000, clock=clock)
     quota.reserve("a", 600)
     quota.reserve("a", 300)
@@ -46,7 +39,7 @@ def test_reserve_until_the_limit_then_429_with_retry_after() -> None:
 
 
 def test_callers_are_independent() -> None:
-    quota = CallerQuota(100, clock=Clock(0.0))
+    quota = CallerQuota(100, clock=FakeClock(0.0))
     quota.reserve("a", 100)
     quota.reserve("b", 100)
     with pytest.raises(GatewayError):
@@ -54,7 +47,7 @@ def test_callers_are_independent() -> None:
 
 
 def test_settle_replaces_the_estimate_with_real_usage() -> None:
-    quota = CallerQuota(1000, clock=Clock(0.0))
+    quota = CallerQuota(1000, clock=FakeClock(0.0))
     reservation = quota.reserve("a", 800)
     quota.settle(reservation, 50)
     assert quota.remaining("a") == 950
@@ -63,7 +56,7 @@ def test_settle_replaces_the_estimate_with_real_usage() -> None:
 
 
 def test_the_window_slides() -> None:
-    clock = Clock(60.0 * 100)
+    clock = FakeClock(60.0 * 100)
     quota = CallerQuota(1000, clock=clock)
     quota.reserve("a", 1000)
     clock.now += 60 + 30  # half of last minute is still inside the window
@@ -74,12 +67,12 @@ def test_the_window_slides() -> None:
 
 def test_a_request_larger_than_the_limit_is_a_400() -> None:
     with pytest.raises(GatewayError) as info:
-        CallerQuota(100, clock=Clock(0.0)).reserve("a", 101)
+        CallerQuota(100, clock=FakeClock(0.0)).reserve("a", 101)
     assert info.value.status == 400
 
 
 async def test_instances_share_counts_through_the_store() -> None:
-    clock, store = Clock(120.0), MemoryStore()
+    clock, store = FakeClock(120.0), MemoryStore()
     one = CallerQuota(1000, store=store, clock=clock, instance="one")
     two = CallerQuota(1000, store=store, clock=clock, instance="two")
     one.reserve("a", 800)

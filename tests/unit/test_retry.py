@@ -8,19 +8,7 @@ import pytest
 
 from shared.deadline import Deadline
 from shared.retry import Failure, RetryPolicy, parse_retry_after, status_is_retryable
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.fakes import FakeClock
 
 
 class Boom(Exception):
