@@ -7,12 +7,13 @@ is also what keeps a typo here from stopping the local host.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devhost.jsonfile import read_json_object
 
 DEFAULT_ROUTE_PREFIX = "api"
 
@@ -129,10 +130,4 @@ def load_host_config(script_root: Path) -> HostConfig:
     path = script_root / "host.json"
     if not path.is_file():
         return HostConfig()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        raise HostConfigError(f"{path}: invalid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise HostConfigError(f"{path}: expected a JSON object")
-    return parse_host_config(data, source=path)
+    return parse_host_config(read_json_object(path, HostConfigError), source=path)

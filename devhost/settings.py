@@ -9,12 +9,13 @@ a fresh clone runs with the documented defaults.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devhost.jsonfile import read_json_object
 
 SETTINGS_FILE = "local.settings.json"
 SAMPLE_SETTINGS_FILE = "local.settings.sample.json"
@@ -57,12 +58,7 @@ def read_local_settings(script_root: Path) -> LocalSettings:
     path = settings_path(script_root)
     if path is None:
         return LocalSettings()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"{path}: invalid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SettingsError(f"{path}: expected a JSON object")
+    data = read_json_object(path, SettingsError)
     if data.get("IsEncrypted"):
         raise SettingsError(f"{path}: encrypted settings are not supported; set IsEncrypted to false")
     values = data.get("Values") or {}

@@ -59,6 +59,11 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_float(env, name, default))
 
 
+def _optional_limit(env: Mapping[str, str], name: str) -> int:
+    """A positive limit, or 0 (off) when unset or "0"."""
+    return 0 if env.get(name, "").strip() in {"", "0"} else _int(env, name, 0)
+
+
 def _bool(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -173,8 +178,7 @@ class Settings:
             retry_max_attempts=_int(env, "RETRY_MAX_ATTEMPTS", 4),
             retry_max_wait_seconds=_float(env, "RETRY_MAX_WAIT_SECONDS", 5.0),
             extra_backends=backends,
-            caller_tokens_per_minute=_int(env, "CALLER_TOKENS_PER_MINUTE", 0) if env.get(
-                "CALLER_TOKENS_PER_MINUTE", "").strip() not in {"", "0"} else 0,
+            caller_tokens_per_minute=_optional_limit(env, "CALLER_TOKENS_PER_MINUTE"),
             log_content=_bool(env, "LOG_CONTENT"),
             jobs_queue=env.get("EMBEDDING_JOBS_QUEUE", "").strip() or "embedding-jobs",
             jobs_container=env.get("EMBEDDING_JOBS_CONTAINER", "").strip() or "embedding-jobs",

@@ -48,3 +48,12 @@ def test_lists_and_numbers() -> None:
     assert (settings.max_request_bytes, settings.request_timeout_seconds, settings.log_content) == (1024, 5.5, True)
     with pytest.raises(ConfigurationError, match="MAX_REQUEST_BYTES"):
         Settings.from_env({"OPENAI_BASE_URL": "http://x/v1", "MAX_REQUEST_BYTES": "lots"})
+
+
+def test_caller_limit_is_off_unless_positive() -> None:
+    base = {"OPENAI_BASE_URL": "http://x/v1"}
+    assert Settings.from_env(base).caller_tokens_per_minute == 0
+    assert Settings.from_env({**base, "CALLER_TOKENS_PER_MINUTE": "0"}).caller_tokens_per_minute == 0
+    assert Settings.from_env({**base, "CALLER_TOKENS_PER_MINUTE": "5000"}).caller_tokens_per_minute == 5000
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({**base, "CALLER_TOKENS_PER_MINUTE": "-5"})
