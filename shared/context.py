@@ -5,8 +5,12 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shared.deadline import Deadline
+
+if TYPE_CHECKING:
+    from shared.usage import Usage
 
 
 @dataclass(slots=True)
@@ -26,6 +30,8 @@ class RequestContext:
     caller: str = "anonymous"
     # Only filled when LOG_CONTENT=true: prompt and completion text stay out of logs by default.
     content: dict[str, str] | None = None
+    # The upstream's reported token usage, when limits or telemetry asked for it.
+    usage: Usage | None = None
 
     @classmethod
     def new(cls, timeout_seconds: float) -> RequestContext:

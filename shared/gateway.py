@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
-from shared import usage
+from shared import telemetry, usage
 from shared.config import Settings, get_settings
 from shared.context import RequestContext
 from shared.errors import GatewayError, not_found
@@ -79,15 +79,20 @@ async def _noting_first_event(events: AsyncIterator[bytes], ctx: RequestContext)
         yield chunk
 
 
-async def _settling(events: AsyncIterator[bytes], quota: CallerQuota, reservation: Reservation
-                   ) -> AsyncIterator[bytes]:
-    seen: usage.Usage | None = None
+def _settle(quota: CallerQuota | None, reservation: Reservation | None, ctx: RequestContext) -> None:
+    if quota is not None and reservation is not None:
+        quota.settle(reservation, ctx.usage.total_tokens if ctx.usage else None)
+
+
+async def _watching_usage(events: AsyncIterator[bytes], ctx: RequestContext, quota: CallerQuota | None,
+                          reservation: Reservation | None) -> AsyncIterator[bytes]:
+    """Notes the usage the stream reports (once, for limits and telemetry) and settles at its end."""
     try:
         async for chunk in events:
-            seen = usage.from_event(chunk) or seen
+            ctx.usage = usage.from_event(chunk) or ctx.usage
             yield chunk
     finally:
-        quota.settle(reservation, seen.total_tokens if seen else None)
+        _settle(quota, reservation, ctx)
 
 
 def _estimate_tokens(raw: bytes, request: BaseModel) -> int:
@@ -117,6 +122,8 @@ async def _forward(ctx: RequestContext, path: str, raw: bytes, request: ModelReq
         if quota and reservation:
             quota.settle(reservation, 0)  # nothing was generated
         raise
+    # Usage is parsed once, and only when per-caller limits or telemetry will read it.
+    needs_usage = quota is not None or telemetry.tracer() is not None
     headers = relayed_headers(response)
     if quota and reservation:
         headers["x-caller-ratelimit-limit-tokens"] = str(quota.limit)
@@ -128,16 +135,16 @@ async def _forward(ctx: RequestContext, path: str, raw: bytes, request: ModelReq
         events = relay_events(response, ctx)
         if affinity:
             events = _noting_first_event(events, ctx)
-        if quota and reservation:
-            events = _settling(events, quota, reservation)
+        if needs_usage:
+            events = _watching_usage(events, ctx, quota, reservation)
         return Reply(response.status_code, headers=headers, events=events)
     if affinity:
         _remember_response(ctx, response.content)
     if settings.log_content:
         capture_content(ctx, "response", response.content)
-    if quota and reservation:
-        reported = usage.from_body(response.content)
-        quota.settle(reservation, reported.total_tokens if reported else None)
+    if needs_usage:
+        ctx.usage = usage.from_body(response.content)
+        _settle(quota, reservation, ctx)
     return Reply(response.status_code, body=response.content, headers=headers)
 
 

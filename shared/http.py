@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from shared import callers, cors, telemetry, usage
+from shared import callers, cors, telemetry
 from shared.config import ConfigurationError, get_settings
 from shared.context import RequestContext
 from shared.errors import GatewayError, error_dict, internal_error, method_not_allowed, too_large
@@ -22,8 +22,6 @@ from shared.upstream import UpstreamError
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
-
-    from shared.usage import Usage
 
 Handler = Callable[[RequestContext, Request], Awaitable[Reply]]
 
@@ -139,7 +137,7 @@ async def serve(request: Request, handlers: Mapping[str, Handler], *, route: str
         if reply.events is not None:
             reply.events = _traced(reply.events, span, ctx, reply.status)
         else:
-            telemetry.end_request(span, ctx, reply.status, usage.from_body(reply.body))
+            telemetry.end_request(span, ctx, reply.status, ctx.usage)
     return _finish(request, route, ctx, reply, cors_headers)
 
 
@@ -147,13 +145,11 @@ async def _traced(
     events: AsyncIterator[bytes], span: Span, ctx: RequestContext, status: int
 ) -> AsyncIterator[bytes]:
     """Ends the request span when the stream ends, with the usage the stream reported."""
-    seen: Usage | None = None
     try:
         async for chunk in events:
-            seen = usage.from_event(chunk) or seen
             yield chunk
     finally:
-        telemetry.end_request(span, ctx, status, seen)
+        telemetry.end_request(span, ctx, status, ctx.usage)
 
 
 def _finish(request: Request, route: str, ctx: RequestContext, reply: Reply,
