@@ -92,6 +92,7 @@ bench-smoke: deps
 
 infra-check: .venv-infra/.installed
 	CHECKOV=.venv-infra/bin/checkov bash infra/check.sh
+	.venv-infra/bin/python tests/infra/arm_schema.py --check
 
 clean:
 	rm -rf $(VENV) .venv-infra .venv-py313 node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, jobs, machine, profile, report, scenarios, servers
+from bench import coldstart, concurrency, jobs, machine, profile, report, scenarios, servers
 from bench.plot import plot
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-ITEMS = ("load", "profile", "coldstart", "jobs")
+ITEMS = ("load", "profile", "coldstart", "concurrency", "jobs")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -36,6 +36,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--repeats", type=int, default=None, help="repetitions of each load run")
     parser.add_argument("--jobs-1m", action="store_true", help="also run the 1M-input embedding job (long)")
+    parser.add_argument("--concurrency-only", action="store_true",
+                        help="only the streams-per-worker measurement (writes concurrency.json/.md, not bench.json)")
     parser.add_argument("--report-only", type=Path, default=None, metavar="BENCH_JSON",
                         help="rebuild table.md and latency.png from an existing bench.json")
     return parser.parse_args(argv)
@@ -85,7 +87,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.repeats:
         plan = scenarios.Plan(**{**plan.__dict__, "repeats": args.repeats})
     started = time.perf_counter()
-    command = "python -m bench" + (" --smoke" if args.smoke else "")
+    command = ("python -m bench" + (" --smoke" if args.smoke else "")
+               + (" --concurrency-only" if getattr(args, "concurrency_only", False) else "")
+               + (f" --repeats {args.repeats}" if args.repeats else ""))
     results: dict[str, Any] = {"meta": {
         "command": command,
         "mode": "smoke" if args.smoke else "full",
@@ -108,6 +112,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "profile" in items and not args.smoke:
             _log("profile (py-spy) of the gateway at saturation")
             results["profile"] = profile.run(srv, seconds=8.0, concurrency=plan.saturation_concurrency)
+        if "concurrency" in items:
+            _log("concurrency: streams per worker")
+            results["concurrency"] = concurrency.run(
+                srv, levels=concurrency.SMOKE_LEVELS if args.smoke else concurrency.LEVELS,
+                repeats=1 if args.smoke else (args.repeats or 3), warmup=1.0 if args.smoke else 3.0,
+                duration=2.0 if args.smoke else 8.0, log=_log)
         if "coldstart" in items:
             _log("cold start")
             results["coldstart"] = coldstart.run(srv.simulator_url, repeats=2 if args.smoke else 5)
@@ -133,10 +143,23 @@ def _rejudge(results: dict[str, Any]) -> None:
                 agg["relay"] = scenarios.relay_verdict(agg, direct)
 
 
+def write_concurrency(results: dict[str, Any], out: Path) -> str:
+    """concurrency.json and concurrency.md: kept apart so ``--concurrency-only`` leaves bench.json alone."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "concurrency.json").write_text(json.dumps({"meta": results["meta"], **results["concurrency"]}, indent=1)
+                                          + "\n")
+    table = "\n".join([report.machine_line(results["meta"]), "", *concurrency.markdown(results["concurrency"])]) + "\n"
+    (out / "concurrency.md").write_text(table)
+    return table
+
+
 def write(results: dict[str, Any], out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
     table = report.markdown(results)
+    if results.get("concurrency"):
+        write_concurrency(results, out)
+        table = table.rstrip("\n") + "\n\n" + "\n".join(concurrency.markdown(results["concurrency"])) + "\n"
     (out / "table.md").write_text(table)
     if results.get("load"):
         problem = plot(results, out / "latency.png")
@@ -153,6 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(write(results, args.out or args.report_only.parent))
         return 0
     out = args.out or (Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else RESULTS)
+    if args.concurrency_only:
+        args.only = "concurrency"
+        print(write_concurrency(run(args), out))
+        _log(f"results in {out}")
+        return 0
     results = run(args)
     table = write(results, out)
     print(table)

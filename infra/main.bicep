@@ -9,8 +9,50 @@ targetScope = 'subscription'
 @description('azd environment name; names the resource group and seeds resource names.')
 param environmentName string
 
+// Regions that offer Flex Consumption: `az functionapp list-flexconsumption-locations`
+// (learn.microsoft.com/azure/azure-functions/flex-consumption-how-to#view-currently-supported-regions).
+// A region without it would fail late, at the plan, after the other resources exist; with this
+// list azd prompts only for these. Add a region here when Microsoft adds it.
 @minLength(1)
-@description('Region for all resources. Must offer Flex Consumption and the chosen models.')
+@description('Region for all resources. Must offer Flex Consumption (this list) and, unless openAiLocation is set, the chosen models.')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
 param location string
 
 @description('Principal id of the developer running azd (AZURE_PRINCIPAL_ID). Gets the same data roles as the app so the code can run locally against these resources. Empty: skipped.')
@@ -36,10 +78,21 @@ param authClientId string = ''
 ])
 param instanceMemoryMB int = 2048
 
-@description('Maximum Flex Consumption instances.')
-@minValue(1)
+@description('Maximum on-demand Flex Consumption instances per scale group (MAXIMUM_INSTANCE_COUNT). The platform accepts 40-1000.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
+
+// Measured: 128 paced streams take ~24% of one vCPU and <90 MiB (`python -m bench --concurrency-only`,
+// README "Deploy with `azd up`"); the same default is in main.parameters.json (a test keeps the two equal).
+@description('Concurrent HTTP requests per instance before Flex Consumption adds one (HTTP_PER_INSTANCE_CONCURRENCY). Python apps default to 1 otherwise.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 128
+
+@description('Always-ready HTTP instances (ALWAYS_READY_INSTANCES): no cold start, billed even when idle. 0: scale to zero.')
+@minValue(0)
+param alwaysReadyInstances int = 0
 
 @description('Comma-separated exact origins allowed by the app\'s own CORS handling (CORS_ALLOWED_ORIGINS).')
 param corsAllowedOrigins string = ''
@@ -66,6 +119,14 @@ param retryMaxAttempts int = 4
 
 @description('Log request/response content (LOG_CONTENT). Keep false outside debugging.')
 param logContent bool = false
+
+@description('Tokens each caller may use per sliding minute (CALLER_TOKENS_PER_MINUTE); 0: no per-caller limit.')
+@minValue(0)
+param callerTokensPerMinute int = 0
+
+@description('Output tokens the per-caller limit reserves for a call that sets no maximum (CALLER_OUTPUT_TOKEN_ALLOWANCE).')
+@minValue(0)
+param callerOutputTokenAllowance int = 4096
 
 // ---------------- Azure OpenAI ----------------
 
@@ -157,7 +218,7 @@ var openAiModels = empty(openAiModelAliases) ? '${chatDeploymentName},${embeddin
 
 // ---------------- resources ----------------
 
-resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+resource rg 'Microsoft.Resources/resourceGroups@2024-07-01' = {
   name: resourceGroupName
   location: location
   tags: tags
@@ -269,6 +330,8 @@ module functionApp 'app/function-app.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    alwaysReadyInstances: alwaysReadyInstances
     openAiEndpoint: openAiAccess.outputs.endpoint
     openAiModels: openAiModels
     mcpAllowedServers: mcpAllowedServers
@@ -277,6 +340,8 @@ module functionApp 'app/function-app.bicep' = {
     requestTimeoutSeconds: requestTimeoutSeconds
     retryMaxAttempts: retryMaxAttempts
     logContent: logContent
+    callerTokensPerMinute: callerTokensPerMinute
+    callerOutputTokenAllowance: callerOutputTokenAllowance
     jobsQueueName: storage.outputs.jobsQueueName
     jobsContainerName: storage.outputs.jobsContainerName
     jobsTableName: storage.outputs.jobsTableName

@@ -1,7 +1,7 @@
 // App Service Authentication ("Easy Auth", authsettingsV2) with Microsoft Entra ID for the
 // function app. Every request needs a bearer token issued by this tenant for the app
 // registration (audience api://<clientId>; the client id itself is always accepted too);
-// requests without one get 401. The excluded paths (the health probe) stay anonymous.
+// requests without one get 401. The excluded paths (the app's anonymous routes) stay public.
 
 @description('Name of the function app in this resource group.')
 param functionAppName string
@@ -9,10 +9,8 @@ param functionAppName string
 @description('Client id of the Entra ID app registration that represents the API.')
 param clientId string
 
-@description('Paths reachable without a token.')
-param excludedPaths array = [
-  '/api/health'
-]
+@description('Paths reachable without a token (function-app.bicep passes the app\'s anonymous routes).')
+param excludedPaths array
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName

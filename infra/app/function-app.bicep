@@ -46,18 +46,28 @@ param applicationInsightsConnectionString string
 @description('Python version of the Flex Consumption runtime.')
 param pythonVersion string = '3.13'
 
-@description('Memory per instance, in MB.')
+// Scale parameters carry no default here: main.bicep holds the one default of each.
+@description('Memory per instance, in MB (the Flex Consumption instance sizes).')
 @allowed([
   512
   2048
   4096
 ])
-param instanceMemoryMB int = 2048
+param instanceMemoryMB int
 
-@description('Upper bound of instances the app scales out to.')
+@description('Upper bound of on-demand instances per scale group. Flex Consumption accepts 40-1000 (event-driven-scaling#limit-scale-out).')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int
+
+@description('Concurrent HTTP requests per instance before the platform adds one. Flex defaults Python apps to 1, far too low for an I/O-bound relay.')
 @minValue(1)
 @maxValue(1000)
-param maximumInstanceCount int = 100
+param httpPerInstanceConcurrency int
+
+@description('Always-ready instances for the HTTP scale group (billed even when idle). 0: scale to zero, cold starts possible.')
+@minValue(0)
+param alwaysReadyInstances int
 
 @description('Azure OpenAI endpoint, https://<account>.openai.azure.com/ (the code appends openai/v1/).')
 param openAiEndpoint string
@@ -88,6 +98,14 @@ param retryMaxAttempts int = 4
 @description('LOG_CONTENT: log prompt/response bodies. Keep false outside debugging.')
 param logContent bool = false
 
+@description('CALLER_TOKENS_PER_MINUTE: tokens each caller may use per sliding minute; 0 turns the limit off.')
+@minValue(0)
+param callerTokensPerMinute int = 0
+
+@description('CALLER_OUTPUT_TOKEN_ALLOWANCE: output tokens the caller limit reserves for a call that sets no maximum.')
+@minValue(0)
+param callerOutputTokenAllowance int = 4096
+
 @description('Queue for embedding jobs.')
 param jobsQueueName string
 
@@ -100,18 +118,22 @@ param jobsTableName string
 @description('Client id of the Entra ID app registration that protects the API. Empty: App Service Authentication stays off.')
 param authClientId string = ''
 
-@description('Paths that stay reachable without a token when App Service Authentication is on.')
+@description('Paths that stay reachable without a token when App Service Authentication is on: the routes the app itself serves anonymously.')
 param authExcludedPaths array = [
   '/api/health'
+  '/api/openapi.json'
+  '/api/ui'
+  '/api/ui/*'
 ]
 
 var enableAuth = !empty(authClientId)
 
 // Every setting of the app, in one place. Names match infra/app-settings.json.
 // Not set on purpose: AZURE_OPENAI_API_KEY (keyless) and OPENAI_BASE_URL (local use only),
-// and nothing Flex Consumption rejects (FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
-// WEBSITE_RUN_FROM_PACKAGE, WEBSITE_CONTENTSHARE, WEBSITE_CONTENTAZUREFILECONNECTIONSTRING,
-// SCM_DO_BUILD_DURING_DEPLOYMENT): the runtime comes from functionAppConfig instead.
+// nothing Flex Consumption rejects or ignores (FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
+// WEBSITE_RUN_FROM_PACKAGE, ...: tests/infra/test_flex_platform_rules.py lists them with their
+// source): the runtime comes from functionAppConfig instead. Nor PYTHON_ENABLE_INIT_INDEXING:
+// Python 3.13 streams HTTP without it (only local 3.11/3.12 runs need it).
 var settings = {
   // Identity used by DefaultAzureCredential / ManagedIdentityCredential in the code.
   AZURE_CLIENT_ID: identityClientId
@@ -127,6 +149,8 @@ var settings = {
   REQUEST_TIMEOUT_SECONDS: string(requestTimeoutSeconds)
   RETRY_MAX_ATTEMPTS: string(retryMaxAttempts)
   LOG_CONTENT: logContent ? 'true' : 'false'
+  CALLER_TOKENS_PER_MINUTE: string(callerTokensPerMinute)
+  CALLER_OUTPUT_TOKEN_ALLOWANCE: string(callerOutputTokenAllowance)
 
   // Embedding jobs (queue trigger + blob + table, all through AzureWebJobsStorage).
   EMBEDDING_JOBS_QUEUE: jobsQueueName
@@ -143,10 +167,6 @@ var settings = {
   // Telemetry with Entra ID auth (Application Insights local auth is disabled).
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
-
-  // Python worker: index functions at init. Required by the HTTP streaming extension on
-  // Python <= 3.12, harmless on 3.13.
-  PYTHON_ENABLE_INIT_INDEXING: '1'
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -171,6 +191,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_18: Same as CKV_AZURE_67 (HTTP/2 left at the platform default).
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales per app from zero (functionAppConfig.scaleAndConcurrency); siteConfig.numberOfWorkers does not apply, and always-ready instances are a cost choice.
   // checkov:skip=CKV_AZURE_213: No platform health check on Flex Consumption here; /api/health is served by the app (and excluded from auth) for external probes.
+  // checkov:skip=CKV_AZURE_78: The check wants siteConfig.ftpsState, which Flex Consumption refuses at create time (functions-app-settings#flex-consumption-plan-deprecations); FTP is off through the ftp basicPublishingCredentialsPolicies below (allow: false).
   name: name
   location: location
   tags: union(tags, {
@@ -196,7 +217,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }]
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       // The app answers CORS itself from CORS_ALLOWED_ORIGINS. Platform CORS stays empty on
       // purpose: if both were set, browsers would receive duplicate
       // Access-Control-Allow-Origin headers and reject the response.
@@ -219,12 +239,40 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
+        alwaysReady: (alwaysReadyInstances > 0) ? [
+          {
+            name: 'http'
+            instanceCount: alwaysReadyInstances
+          }
+        ] : []
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'
         version: pythonVersion
       }
     }
+  }
+}
+
+// No FTP and no SCM (Kudu) user/password: deployments authenticate with Entra ID (azd does).
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
   }
 }
 

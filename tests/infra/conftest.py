@@ -218,6 +218,12 @@ def infra_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def infra_python() -> Path:
+    """Interpreter of the infra tool venv (pycep, checkov, the Azure SDK models)."""
+    return _require_infra_venv()
+
+
+@pytest.fixture(scope="session")
 def templates(infra_root: Path) -> Templates:
     python = _require_infra_venv()
     proc = subprocess.run(

@@ -364,9 +364,21 @@ def test_function_app_transport_security(templates):
     props = app.config["properties"]
     assert app.config["kind"] == "functionapp,linux"
     assert props["httpsOnly"] is True
-    assert props["siteConfig"]["ftpsState"] == "Disabled"
+    # Flex Consumption refuses siteConfig.ftpsState; FTP is off through the publishing policies.
+    assert "ftpsState" not in props["siteConfig"]
     assert props["siteConfig"]["minTlsVersion"] == "1.2"
     assert templates.accessor_path(props["serverFarmId"]) == ["plan", "id"]
+
+
+def test_basic_publishing_credentials_are_off(templates):
+    """No FTP or SCM (Kudu) user/password: deployments use Entra ID tokens (azd does)."""
+    policies = templates.resources("Microsoft.Web/sites/basicPublishingCredentialsPolicies", FUNCTION_APP)
+    assert {templates.unquote(p.config["name"]): p.config["properties"] for p in policies} == {
+        "ftp": {"allow": False},
+        "scm": {"allow": False},
+    }
+    for policy in policies:
+        assert policy.config["parent"] == "functionApp" and policy.condition is None
 
 
 def test_function_app_runtime_and_scale(templates):
@@ -376,13 +388,56 @@ def test_function_app_runtime_and_scale(templates):
     assert templates.param_default(FUNCTION_APP, config["runtime"]["version"]) == "3.13"
     assert "pythonVersion" not in templates.module(FUNCTION_APP).params
     scale = config["scaleAndConcurrency"]
-    assert scale == {"instanceMemoryMB": "instanceMemoryMB", "maximumInstanceCount": "maximumInstanceCount"}
-    for file in (FUNCTION_APP, MAIN):
-        assert templates.param_default(file, "instanceMemoryMB") == 2048
-        assert templates.param_default(file, "maximumInstanceCount") == 100
+    assert scale["instanceMemoryMB"] == "instanceMemoryMB"
+    assert scale["maximumInstanceCount"] == "maximumInstanceCount"
+    assert scale["triggers"] == {"http": {"perInstanceConcurrency": "httpPerInstanceConcurrency"}}
+    # Always-ready HTTP instances only when asked for: none (scale to zero) by default.
+    assert scale["alwaysReady"] == {
+        "operator": {
+            "type": "conditional",
+            "operands": {
+                "condition": {
+                    "operator": {
+                        "type": "greater_than",
+                        "operands": {"operand_1": "alwaysReadyInstances", "operand_2": 0},
+                    }
+                },
+                "true_value": [{"name": "http", "instanceCount": "alwaysReadyInstances"}],
+                "false_value": [],
+            },
+        }
+    }
+    assert templates.param_default(MAIN, "instanceMemoryMB") == 2048
+    assert templates.param_default(MAIN, "maximumInstanceCount") == 100
+    assert templates.param_default(MAIN, "alwaysReadyInstances") == 0
     params = templates.module(FUNCTION_APP).params
-    assert params["instanceMemoryMB"] == "instanceMemoryMB"
-    assert params["maximumInstanceCount"] == "maximumInstanceCount"
+    for name in ("instanceMemoryMB", "maximumInstanceCount", "httpPerInstanceConcurrency", "alwaysReadyInstances"):
+        assert params[name] == name
+        # One default, in main.bicep (the module's parameter is required): nothing to keep in step.
+        assert templates.param_default(FUNCTION_APP, name) is None, name
+    bounds = {d["type"]: d["argument"] for d in templates.params(MAIN)["httpPerInstanceConcurrency"]["decorators"]}
+    assert bounds["min_value"] == 1 and bounds["max_value"] == 1000
+
+
+SCALE_ENV = {
+    "httpPerInstanceConcurrency": "HTTP_PER_INSTANCE_CONCURRENCY",
+    "alwaysReadyInstances": "ALWAYS_READY_INSTANCES",
+    "maximumInstanceCount": "MAXIMUM_INSTANCE_COUNT",
+    "callerTokensPerMinute": "CALLER_TOKENS_PER_MINUTE",
+    "callerOutputTokenAllowance": "CALLER_OUTPUT_TOKEN_ALLOWANCE",
+}
+
+
+@pytest.mark.parametrize("param", sorted(SCALE_ENV))
+def test_numeric_options_are_azd_variables_with_the_bicep_default(templates, main_parameters, param):
+    """`azd env set NAME value` reaches the parameter; unset, the value is main.bicep's default.
+
+    azd turns the substituted text into a number for int parameters; an empty text would not
+    convert, so each reference carries the default.
+    """
+    value = main_parameters["parameters"][param]["value"]
+    default = templates.param_default(MAIN, param)
+    assert value == f"${{{SCALE_ENV[param]}={default}}}"
 
 
 def test_deployment_storage_uses_the_managed_identity(templates):
@@ -405,19 +460,6 @@ def test_platform_cors_is_left_empty(templates):
     """The app answers CORS itself; platform CORS too would duplicate the headers."""
     app = templates.resource("Microsoft.Web/sites", FUNCTION_APP)
     assert app.config["properties"]["siteConfig"]["cors"]["allowedOrigins"] == []
-
-
-def test_no_flex_forbidden_site_properties(templates):
-    for rel in templates.files:
-        code = "\n".join(_code_lines(templates.text(rel)))
-        for prop in (
-            "linuxFxVersion",
-            "windowsFxVersion",
-            "alwaysOn",
-            "use32BitWorkerProcess",
-            "functionAppScaleLimit",
-        ):
-            assert prop not in code, f"{rel} sets {prop}, which Flex Consumption rejects"
 
 
 def test_service_tag_matches_azure_yaml(templates):
@@ -456,15 +498,36 @@ def test_auth_settings(templates):
     validation = props["globalValidation"]
     assert validation["requireAuthentication"] is True
     assert validation["unauthenticatedClientAction"] == "Return401"
-    excluded = validation["excludedPaths"]
-    excluded = templates.param_default(AUTH, excluded) if isinstance(excluded, str) else excluded
-    assert "/api/health" in excluded
+    assert validation["excludedPaths"] == "excludedPaths"
     call = templates.module(AUTH, FUNCTION_APP)
-    assert "/api/health" in templates.param_default(FUNCTION_APP, call.params["excludedPaths"])
+    assert call.params["excludedPaths"] == "authExcludedPaths"
     aad = props["identityProviders"]["azureActiveDirectory"]
     assert aad["enabled"] is True
     assert aad["registration"]["clientId"] == "clientId"
     assert aad["validation"]["allowedAudiences"] == ["api://${clientId}"]
+
+
+def _anonymous_routes() -> set[str]:
+    """The app's anonymous HTTP routes, as App Service Authentication paths."""
+    from tests.app_functions import app_functions
+
+    paths = set()
+    for function in app_functions().values():
+        for binding in function.get_bindings():
+            if binding.type == "httpTrigger" and str(binding.auth_level).upper().endswith("ANONYMOUS"):
+                paths.add("/api/" + re.sub(r"\{\*[^}]*\}", "*", binding.route))
+    return paths
+
+
+def test_auth_leaves_exactly_the_anonymous_routes_public(templates):
+    """With App Service Authentication on, what the app serves anonymously (health probe, the
+    sample page and its assets, the OpenAPI description) stays reachable without a token;
+    everything else needs one. A route made anonymous in code must be listed here too."""
+    excluded = set(templates.param_default(FUNCTION_APP, "authExcludedPaths"))
+    assert excluded == _anonymous_routes()
+    assert {"/api/health", "/api/openapi.json", "/api/ui", "/api/ui/*"} == excluded
+    # One list, in function-app.bicep: the auth module takes it as a required parameter.
+    assert templates.param_default(AUTH, "excludedPaths") is None
 
 
 # ---- main.parameters.json and azure.yaml ---------------------------------------------------
