@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             httpx.Client(base_url=stack.host_url, timeout=120) as http:
         assert stack.simulator_url and stack.storage_connection_string
         started = time.perf_counter()
-        job_id = submit_job_sync(texts, model=MODEL, dimensions=args.dimensions,
+        # Owned by the keyless local caller, so the status polls below (no function key) may read it.
+        job_id = submit_job_sync(texts, model=MODEL, dimensions=args.dimensions, owner="anonymous",
                                  connection_string=stack.storage_connection_string)
         submitted = time.perf_counter()
         status: dict[str, Any] = {}

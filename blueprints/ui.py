@@ -8,6 +8,11 @@ attach an ``x-functions-key`` header to a page navigation (a ``?code=`` in the a
 key into history and logs). The API the page calls stays behind function keys; the page has a field
 for one.
 
+The page holds a pasted function key, so it must not be a key-forwarder for whoever crafts a link:
+it may connect only to its own origin and the gateways in ``UI_GATEWAY_ORIGINS`` (the CSP's
+``connect-src``), and ``index.html`` is served with exactly that list in its
+``<meta name="gateway-origins">``, which the page checks ``?gateway=`` and the address field against.
+
 Kept off the hot path: nothing is read at import time (``/api/v1/*`` cold starts do not pay for the
 page); files are read on first request and cached per (path, mtime, size), so an edit during
 ``make run`` shows up on reload.
@@ -17,10 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
+import os
+import re
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
+
+from shared.config import ConfigurationError, parse_origins
 
 bp = func.Blueprint()
 
@@ -43,20 +54,39 @@ CONTENT_TYPES = {
 # app.js after a deploy. "no-cache" + ETag makes every load a cheap conditional request instead.
 CACHE_CONTROL = "no-cache"
 
-# The page calls a gateway whose address the user may change, hence connect-src *; everything
-# else comes from the page's own origin. Blob URLs are how the results download is offered.
+# Everything comes from the page's own origin; fetch may also reach the configured gateways.
+# Blob URLs are how the results download is offered.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "connect-src *; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+    "connect-src {connect}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
 )
+# For the error page of a misconfigured app: nothing at all may load or connect.
+LOCKED_DOWN_POLICY = "default-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
 
-SECURITY_HEADERS = {
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "content-security-policy": CONTENT_SECURITY_POLICY,
-}
+BASE_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+
+# The element the page reads its allowed gateways from; the served copy carries the configured ones.
+_GATEWAY_META = re.compile(rb'(<meta name="gateway-origins" content=")[^"]*(">)')
 
 _cache: dict[Path, tuple[int, int, bytes, str]] = {}
+
+
+@lru_cache(maxsize=1)
+def gateway_origins() -> tuple[str, ...]:
+    """``UI_GATEWAY_ORIGINS``: other gateways the page may call (validated: they go into a header and HTML)."""
+    return parse_origins(os.environ.get("UI_GATEWAY_ORIGINS"), "UI_GATEWAY_ORIGINS")
+
+
+def security_headers(origins: tuple[str, ...]) -> dict[str, str]:
+    connect = " ".join(("'self'", *origins))
+    return {**BASE_HEADERS, "content-security-policy": CONTENT_SECURITY_POLICY.format(connect=connect)}
+
+
+def with_gateway_origins(page: bytes, origins: tuple[str, ...]) -> bytes:
+    """``index.html`` with its gateway list replaced by the configured one (the file's default is for
+    copies hosted elsewhere)."""
+    listed = html.escape(" ".join(origins), quote=True).encode()
+    return _GATEWAY_META.sub(lambda m: m.group(1) + listed + m.group(2), page, count=1)
 
 
 def resolve_asset(relative: str, root: Path = WEB_ROOT) -> Path | None:
@@ -80,21 +110,29 @@ def resolve_asset(relative: str, root: Path = WEB_ROOT) -> Path | None:
     return candidate
 
 
-def _read(path: Path) -> tuple[bytes, str]:
-    """Bytes and ETag of a file, re-read only when its mtime or size changed."""
+def _read(path: Path, origins: tuple[str, ...]) -> tuple[bytes, str]:
+    """Bytes as served and their ETag, re-read only when the file's mtime or size changed."""
     stat = path.stat()
     cached = _cache.get(path)
     if cached is not None and cached[0] == stat.st_mtime_ns and cached[1] == stat.st_size:
         return cached[2], cached[3]
     body = path.read_bytes()
+    if path.name == INDEX:
+        body = with_gateway_origins(body, origins)
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     _cache[path] = (stat.st_mtime_ns, stat.st_size, body, etag)
     return body, etag
 
 
-def _not_found() -> Response:
+def _not_found(origins: tuple[str, ...]) -> Response:
     return Response(b"Not found.\n", status_code=404,
-                    headers={"content-type": "text/plain; charset=utf-8", **SECURITY_HEADERS})
+                    headers={"content-type": "text/plain; charset=utf-8", **security_headers(origins)})
+
+
+def _misconfigured(error: ConfigurationError) -> Response:
+    return Response(f"The sample page is misconfigured: {error}\n".encode(), status_code=500,
+                    headers={"content-type": "text/plain; charset=utf-8", **BASE_HEADERS,
+                             "content-security-policy": LOCKED_DOWN_POLICY})
 
 
 def _asset_path(req: Request) -> str:
@@ -107,15 +145,19 @@ def _asset_path(req: Request) -> str:
 
 
 async def _serve(req: Request, relative: str) -> Response:
+    try:
+        origins = gateway_origins()
+    except ConfigurationError as exc:
+        return _misconfigured(exc)
     path = resolve_asset(relative)
     if path is None:
-        return _not_found()
-    body, etag = await asyncio.to_thread(_read, path)
+        return _not_found(origins)
+    body, etag = await asyncio.to_thread(_read, path, origins)
     headers = {
         "content-type": CONTENT_TYPES[path.suffix.lower()],
         "cache-control": CACHE_CONTROL,
         "etag": etag,
-        **SECURITY_HEADERS,
+        **security_headers(origins),
     }
     if etag in (tag.strip() for tag in req.headers.get("if-none-match", "").split(",")):
         return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "content-type"})

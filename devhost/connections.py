@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared import identity
+
 if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueServiceClient
 
@@ -117,16 +119,6 @@ def resolve_connection(name: str | None, environ: Mapping[str, str]) -> StorageC
     )
 
 
-def _credential(conn: StorageConnection) -> Any:
-    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
-
-    if conn.credential == "managedidentity":
-        return ManagedIdentityCredential(client_id=conn.client_id) if conn.client_id else ManagedIdentityCredential()
-    if conn.client_id:
-        return DefaultAzureCredential(managed_identity_client_id=conn.client_id)
-    return DefaultAzureCredential()
-
-
 def queue_service_client(conn: StorageConnection, **client_kwargs: Any) -> tuple[QueueServiceClient, Any | None]:
     """An async queue service client and the credential to close with it (if any)."""
     from azure.storage.queue.aio import QueueServiceClient
@@ -134,5 +126,7 @@ def queue_service_client(conn: StorageConnection, **client_kwargs: Any) -> tuple
     if conn.connection_string is not None:
         return QueueServiceClient.from_connection_string(conn.connection_string, **client_kwargs), None
     assert conn.queue_service_uri is not None
-    credential = _credential(conn)
+    # The app's own rule for identity-based storage (shared/identity.py). The host owns this
+    # credential (its listeners outlive any one invocation) and closes it when it stops.
+    credential = identity.new_credential(identity.for_storage(conn.credential, conn.client_id))
     return QueueServiceClient(conn.queue_service_uri, credential=credential, **client_kwargs), credential

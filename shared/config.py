@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,6 +18,12 @@ DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # The front end of Azure Functions closes HTTP requests after 230 s whatever functionTimeout says;
 # staying below it leaves room to answer with a proper 504 instead of a dropped connection.
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 220.0
+# Output tokens a per-caller limit reserves for a chat or Responses call that sets no output cap.
+# 4096 was the output ceiling of GPT-4 Turbo and of GPT-4o before 2024-08, and chat replies are
+# nearly always shorter, so a reply rarely outruns its reservation (the only way concurrent calls
+# overshoot a limit). The price: such a call needs ~4k tokens of the minute left to be admitted;
+# callers that send max_tokens reserve exactly that instead. See README "Token limits".
+DEFAULT_CALLER_OUTPUT_TOKEN_ALLOWANCE = 4096
 
 
 class ConfigurationError(ValueError):
@@ -25,6 +32,24 @@ class ConfigurationError(ValueError):
 
 def _split_csv(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+_ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def parse_origins(value: str | None, setting: str) -> tuple[str, ...]:
+    """Comma-separated web origins (``scheme://host[:port]``), lower-cased.
+
+    These end up in a Content-Security-Policy header and in HTML, so an entry that is not a plain
+    origin (a path, a quote, a semicolon, a wildcard) fails loudly instead of being trimmed or used.
+    """
+    origins: list[str] = []
+    for item in _split_csv(value):
+        origin = item.rstrip("/").lower()
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigurationError(f"{setting} entry {item!r} is not an origin like https://host or http://host:port")
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins))
 
 
 def parse_models(value: str | None) -> dict[str, str]:
@@ -62,6 +87,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 def _optional_limit(env: Mapping[str, str], name: str) -> int:
     """A positive limit, or 0 (off) when unset or "0"."""
     return 0 if env.get(name, "").strip() in {"", "0"} else _int(env, name, 0)
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number >= 0 (``default`` when unset)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ConfigurationError(f"{name} must be a whole number >= 0, got {raw!r}")
+    return int(raw)
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
@@ -142,6 +177,7 @@ class Settings:
     storage_connection: str = "AzureWebJobsStorage"
     retry_max_wait_seconds: float = 5.0
     caller_tokens_per_minute: int = 0
+    caller_output_token_allowance: int = DEFAULT_CALLER_OUTPUT_TOKEN_ALLOWANCE
     extra_backends: tuple[BackendConfig, ...] = ()
 
     @property
@@ -179,6 +215,8 @@ class Settings:
             retry_max_wait_seconds=_float(env, "RETRY_MAX_WAIT_SECONDS", 5.0),
             extra_backends=backends,
             caller_tokens_per_minute=_optional_limit(env, "CALLER_TOKENS_PER_MINUTE"),
+            caller_output_token_allowance=_count(env, "CALLER_OUTPUT_TOKEN_ALLOWANCE",
+                                                 DEFAULT_CALLER_OUTPUT_TOKEN_ALLOWANCE),
             log_content=_bool(env, "LOG_CONTENT"),
             jobs_queue=env.get("EMBEDDING_JOBS_QUEUE", "").strip() or "embedding-jobs",
             jobs_container=env.get("EMBEDDING_JOBS_CONTAINER", "").strip() or "embedding-jobs",

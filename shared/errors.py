@@ -77,7 +77,7 @@ def upstream_unreachable(detail: str) -> GatewayError:
     return GatewayError(
         502,
         f"The gateway could not reach the Azure OpenAI upstream: {detail}",
-        type="upstream_error",
+        type="server_error",
         code="upstream_unreachable",
     )
 
@@ -86,8 +86,22 @@ def upstream_timeout(detail: str) -> GatewayError:
     return GatewayError(
         504,
         f"The Azure OpenAI upstream did not answer in time: {detail}",
-        type="upstream_error",
+        type="server_error",
         code="upstream_timeout",
+    )
+
+
+def upstream_auth_failed(status: int, detail: str) -> GatewayError:
+    """The upstream refused the gateway's own credentials: a gateway-side fault (502), never the
+    caller's (whose key is not sent upstream); the usual cause is a role assignment still propagating."""
+    return GatewayError(
+        502,
+        f"Azure OpenAI refused the gateway's own credentials ({status}): {detail} -- Check that the gateway's "
+        "managed identity has the 'Cognitive Services OpenAI User' role on the Azure OpenAI account (a new "
+        "role assignment can take several minutes to apply after `azd up`), or that AZURE_OPENAI_API_KEY "
+        "is valid. Your own key was not sent upstream.",
+        type="server_error",
+        code="upstream_auth_failed",
     )
 
 

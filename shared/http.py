@@ -4,7 +4,6 @@ and the gateway's operations: request ids, CORS, method and size checks, errors,
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
@@ -15,10 +14,11 @@ from starlette.responses import Response, StreamingResponse
 from shared import callers, cors, telemetry
 from shared.config import ConfigurationError, get_settings
 from shared.context import RequestContext
-from shared.errors import GatewayError, error_dict, internal_error, method_not_allowed, too_large
-from shared.gateway import Reply, error_reply, relayed_headers
+from shared.errors import GatewayError, internal_error, method_not_allowed, too_large
+from shared.gateway import Reply, error_reply
 from shared.logs import log_request
 from shared.upstream import UpstreamError
+from shared.upstream_errors import upstream_error_reply
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -60,38 +60,8 @@ def _to_response(reply: Reply, ctx: RequestContext, extra: Mapping[str, str]) ->
 
 
 def _upstream_error_reply(exc: UpstreamError) -> Reply:
-    response = exc.response
-    headers = relayed_headers(response)
-    headers["content-type"] = "application/json"
-    return Reply(response.status_code, body=openai_error_body(response.status_code, response.content),
-                 headers=headers)
-
-
-_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
-
-
-def openai_error_body(status: int, body: bytes) -> bytes:
-    """The upstream's error as it came, completed to OpenAI's shape where it falls short.
-
-    Azure answers some errors (429, 5xx, DeploymentNotFound) with only ``code`` and ``message``;
-    the SDKs and our callers expect ``type`` and ``param`` too. Fields the upstream sent are kept.
-    """
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict):
-        text = body[:300].decode("utf-8", "replace").strip() or "no details"
-        return json.dumps(error_dict(f"The upstream answered {status}: {text}", type="upstream_error",
-                                     code=f"upstream_{status}")).encode()
-    if all(k in error for k in ("message", "type", "param", "code")):
-        return body
-    error.setdefault("message", f"The upstream answered {status}.")
-    error.setdefault("type", _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"))
-    error.setdefault("param", None)
-    error.setdefault("code", None)
-    return json.dumps(data).encode()
+    """An upstream error status, shaped as the gateway answers the same condition (see upstream_errors)."""
+    return upstream_error_reply(exc.response)
 
 
 async def serve(request: Request, handlers: Mapping[str, Handler], *, route: str) -> Response:
@@ -104,7 +74,11 @@ async def serve(request: Request, handlers: Mapping[str, Handler], *, route: str
                              code="configuration_error")
         return _to_response(error_reply(error), ctx, {})
     ctx = RequestContext.new(settings.request_timeout_seconds)
-    ctx.caller = callers.identify(request.headers, request.query_params)
+    identity_error: GatewayError | None = None
+    try:
+        ctx.caller = callers.identify(request.headers, request.scope.get("query_string", b""))
+    except GatewayError as exc:  # refused below, once CORS headers are known (a browser must see it)
+        identity_error = exc
     method = request.method
     allowed = (*handlers, "OPTIONS")
     origin = request.headers.get("origin")
@@ -122,6 +96,8 @@ async def serve(request: Request, handlers: Mapping[str, Handler], *, route: str
     handler = handlers.get(method)
     span = telemetry.start_request(route, method)
     try:
+        if identity_error is not None:
+            raise identity_error
         if handler is None:
             raise method_not_allowed(method, tuple(handlers))
         with telemetry.activate(span):

@@ -15,7 +15,9 @@ from shared.jobs.schema import SUBMIT_REQUEST
 
 ERROR_STATUSES = {
     "409": "The job has not finished yet",
-    "400": "Invalid JSON, a missing field, or an MCP server that is not allowed",
+    "400": ("Invalid JSON (duplicate keys included), a missing field, more than 2048 embedding inputs, "
+            "or an MCP server that is not allowed"),
+    "401": "Missing or invalid function key (the Functions host), or an ambiguous one: two keys, or an empty one",
     "403": "Origin not allowed (CORS)",
     "404": "Unknown model (not in the allowlist) or unknown object",
     "405": "Method not allowed on this route",
@@ -29,8 +31,9 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 def _errors(*statuses: str) -> dict[str, Any]:
+    """Error responses of a key-protected route: the statuses given, and 401."""
     return {s: {"description": ERROR_STATUSES[s], "content": {"application/json": {"schema": _ERROR}}}
-            for s in statuses}
+            for s in sorted({"401", *statuses})}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -73,13 +76,17 @@ def build() -> dict[str, Any]:
     }}
     embeddings = {"type": "object", "required": ["model", "input"], "additionalProperties": True, "properties": {
         "model": _MODEL,
-        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 2048}]},
+        "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 2048},
+                            {"type": "array", "items": {"type": "integer"}},
+                            {"type": "array", "items": {"type": "array", "items": {"type": "integer"}},
+                             "maxItems": 2048}]},
         "dimensions": {"type": "integer", "minimum": 1, "maximum": 3072},
         "encoding_format": {"enum": ["float", "base64"]},
     }}
     job = SUBMIT_REQUEST
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    response_id = {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    response_id = {"name": "response_id", "in": "path", "required": True,
+                   "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,256}$"}}
     stored = {"200": _json(_ANY_OBJECT, "The stored response"), **_errors("404", "429", "502", "504")}
     return {
         "openapi": "3.1.0",
@@ -116,7 +123,7 @@ def build() -> dict[str, Any]:
                 "responses": {"200": {"description": "JSONL", "content": {"application/x-ndjson": {
                     "schema": {"type": "string"}}}}, **_errors("404", "409", "502")}}},
             "/v1/models": {"get": {"summary": "Models callers may use", "responses": {
-                "200": _json({"type": "object", "required": ["object", "data"]}, "The allowlist")}}},
+                "200": _json({"type": "object", "required": ["object", "data"]}, "The allowlist"), **_errors()}}},
             "/health": {"get": {"summary": "Liveness (anonymous, no upstream call)", "security": [],
                                 "responses": {"200": _json(_ANY_OBJECT, "Alive")}}},
         },

@@ -1,8 +1,14 @@
 """Per-caller tokens-per-minute limits (like API Management's token-limit policy).
 
 Before a call the gateway reserves an estimate (request bytes / 4 for the prompt, plus the
-requested maximum output); after it, the reservation is settled with the upstream's real usage.
-Over the limit, the caller gets 429 with ``retry-after`` and never reaches the upstream.
+requested maximum output or, without one, ``CALLER_OUTPUT_TOKEN_ALLOWANCE``); after it, the
+reservation is settled with what the call used (see ``shared.gateway``). Over the limit, the caller
+gets 429 with ``retry-after`` and never reaches the upstream.
+
+A reservation is admitted only if it fits next to everything already counted, settled use and the
+reservations of calls still in flight, so a caller overshoots only by what its in-flight calls use
+beyond their reservations. Use beyond a reservation is charged when it is known, in the minute it
+becomes known (a long stream's excess is not lost in a minute that has left the window).
 
 Counting is a sliding minute approximated by two fixed buckets (this minute, plus last minute's
 weighted by how much of it is still inside the window), which is exact at a steady rate and within
@@ -21,6 +27,7 @@ import logging
 import math
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +35,7 @@ from typing import Any, Protocol
 from shared.errors import GatewayError
 
 SYNC_SECONDS = 1.0
+MAX_HELD = 10_000
 TABLE = "callerusage"
 logger = logging.getLogger("gateway.quota")
 
@@ -39,6 +47,8 @@ class UsageStore(Protocol):
 
 @dataclass(slots=True)
 class Reservation:
+    """Tokens counted for one call: its estimate until settled, then what it used."""
+
     caller: str
     minute: int
     tokens: int
@@ -66,6 +76,8 @@ class CallerQuota:
     _others: dict[tuple[str, int], int] = field(default_factory=dict)
     _synced_at: dict[str, float] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Background responses still generating upstream, by response id: settled when seen finished.
+    _held: OrderedDict[str, Reservation] = field(default_factory=OrderedDict)
 
     def _total(self, caller: str, minute: int) -> int:
         return self._local.get((caller, minute), 0) + self._others.get((caller, minute), 0)
@@ -105,12 +117,42 @@ class CallerQuota:
         return Reservation(caller, minute, tokens)
 
     def settle(self, reservation: Reservation, actual: int | None) -> None:
-        """Replace the estimate with what the upstream reported (kept if it reported nothing)."""
+        """Replace what the reservation counts with ``actual`` (``None``: the estimate stands).
+
+        A refund comes off the minute the reservation was counted in; use beyond it is added to
+        the current minute, where the window still sees it. Settling again replaces the last value.
+        """
         if actual is None:
             return
-        key = (reservation.caller, reservation.minute)
-        self._local[key] = max(0, self._local.get(key, 0) + actual - reservation.tokens)
+        change = actual - reservation.tokens
+        if change < 0:
+            key = (reservation.caller, reservation.minute)
+            if key in self._local:
+                self._local[key] = max(0, self._local[key] + change)
+        elif change > 0:
+            key = (reservation.caller, int(self.clock() // 60))
+            self._local[key] = self._local.get(key, 0) + change
+        reservation.tokens = actual
         self._schedule_sync(reservation.caller)
+
+    def hold(self, response_id: str, reservation: Reservation) -> None:
+        """Keep a background response's reservation until :meth:`settle_held` sees it finished.
+
+        Per instance and bounded (the oldest are dropped): a response never seen finished keeps
+        its reservation, which is never less than its estimate.
+        """
+        self._held[response_id] = reservation
+        self._held.move_to_end(response_id)
+        while len(self._held) > MAX_HELD:
+            self._held.popitem(last=False)
+
+    def settle_held(self, response_id: str, actual: int) -> bool:
+        """Settle a held background response with its final usage; False when none is held."""
+        reservation = self._held.pop(response_id, None)
+        if reservation is None:
+            return False
+        self.settle(reservation, actual)
+        return True
 
     def _schedule_sync(self, caller: str) -> None:
         if self.store is None or self.clock() - self._synced_at.get(caller, 0.0) < SYNC_SECONDS:

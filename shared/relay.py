@@ -7,6 +7,7 @@ framing intact so that an error we add at the end always starts on an event boun
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,53 @@ if TYPE_CHECKING:
     import httpx2
 else:
     httpx2 = LazyModule("httpx2")
+
+
+# How a whole stream ends: Chat Completions with `data: [DONE]`, the Responses API with one of these
+# events; an `error` event (or a chat chunk carrying `error`) ends either. Anything else last means
+# the upstream stopped short, even if it closed the connection cleanly.
+_TERMINAL_TYPES = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
+
+
+def _is_terminal(event: bytes) -> bool:
+    """Whether ``event`` (one SSE event, without its blank line) may end a stream."""
+    kind = b""
+    data: list[bytes] = []
+    for line in event.splitlines():
+        if line.startswith(b"event:"):
+            kind = line[6:].strip()
+        elif line.startswith(b"data:"):
+            data.append(line[5:].removeprefix(b" "))
+    if kind.decode("utf-8", "replace") in _TERMINAL_TYPES:
+        return True
+    text = b"\n".join(data).strip()
+    if text == b"[DONE]":
+        return True
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return False
+    if not isinstance(payload, dict):
+        return False
+    kind_in_data = payload.get("type")
+    return kind_in_data in _TERMINAL_TYPES or (kind_in_data is None and "error" in payload)
+
+
+def _last_event(data: bytes) -> bytes:
+    """The last event of ``data`` (complete events, the last one followed by its blank line)."""
+    body = data.rstrip(b"\r\n")
+    cut = max(body.rfind(b"\n\n"), body.rfind(b"\r\n\r\n"))
+    return body[cut:].strip(b"\r\n") if cut >= 0 else body
+
+
+def stream_incomplete() -> GatewayError:
+    return GatewayError(
+        502,
+        "The upstream ended the stream before its final event ([DONE] or response.completed): the "
+        "output is incomplete.",
+        type="server_error",
+        code="upstream_stream_incomplete",
+    )
 
 
 def _event_boundary(data: bytes) -> int:
@@ -36,6 +84,7 @@ async def relay_events(response: httpx2.Response, ctx: RequestContext) -> AsyncI
     drops the upstream connection and stops the generation we would otherwise pay for.
     """
     pending = b""
+    last = b""  # the latest complete events relayed: the stream is whole only if they end it
     try:
         async for chunk in response.aiter_bytes():
             data = pending + chunk if pending else chunk
@@ -43,17 +92,25 @@ async def relay_events(response: httpx2.Response, ctx: RequestContext) -> AsyncI
             if cut == len(data):
                 pending = b""
                 ctx.mark_first_byte()
+                last = data
                 yield data
             elif cut:
                 pending = data[cut:]
                 ctx.mark_first_byte()
-                yield data[:cut]
+                last = data[:cut]
+                yield last
             else:
                 pending = data
             if ctx.deadline.expired:
                 raise upstream_timeout("the stream ran past the request's time budget")
-        if pending:
-            yield pending
+        if pending.strip():
+            # Closed inside an event: relay it whole only if it is the terminator missing its blank
+            # line; a cut-off event would reach the caller as unparseable data.
+            if not _is_terminal(pending.strip(b"\r\n")):
+                raise stream_incomplete()
+            yield pending.rstrip(b"\r\n") + b"\n\n"
+        elif not _is_terminal(_last_event(last)):
+            raise stream_incomplete()
     except GatewayError as exc:
         yield sse_error_event(exc)
     except httpx2.TimeoutException as exc:

@@ -11,6 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# "any array must be 2048 dimensions or less" (the v1 API's embeddings request): more inputs are
+# refused before the upstream is called; embedding jobs take any number.
+MAX_EMBEDDING_INPUTS = 2048
+
 
 class _Passthrough(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
@@ -20,6 +24,8 @@ class ChatCompletionRequest(_Passthrough):
     model: str = Field(min_length=1)
     messages: list[Any]
     stream: bool | None = None
+    # Checked against MCP_ALLOWED_SERVERS like the Responses API's: an upstream may act on MCP tools here too.
+    tools: list[dict[str, Any]] | None = None
 
 
 class ResponsesRequest(_Passthrough):

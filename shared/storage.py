@@ -25,6 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from shared import identity
+from shared.identity import Identity
+
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableServiceClient
@@ -96,26 +99,16 @@ class StorageConfig:
         # Any spelling of the Azurite shorthand becomes the canonical one all three SDKs expand.
         return cls(connection_string=DEVELOPMENT_STORAGE if is_development_storage(value) else value)
 
+    @property
+    def identity(self) -> Identity:
+        """Whom an identity-based connection authenticates as (the rule lives in :mod:`shared.identity`)."""
+        return identity.for_storage(self.credential_kind, self.client_id)
+
     def service_uri(self, service: Service) -> str:
         uri = {"blob": self.blob_uri, "queue": self.queue_uri, "table": self.table_uri}[service]
         if not uri:
             raise StorageNotConfigured(f"No {service} service URI is configured for identity-based storage access.")
         return uri
-
-
-def build_credential(config: StorageConfig) -> AsyncTokenCredential:
-    """The managed identity named by ``__clientId`` in Azure; developer credentials otherwise."""
-    if config.credential_kind == "managedidentity":
-        from azure.identity.aio import ManagedIdentityCredential
-
-        return ManagedIdentityCredential(client_id=config.client_id) if config.client_id \
-            else ManagedIdentityCredential()
-    from azure.identity.aio import DefaultAzureCredential
-
-    if config.client_id:
-        return DefaultAzureCredential(managed_identity_client_id=config.client_id,
-                                      exclude_interactive_browser_credential=True)
-    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
 
 
 class StorageClients:
@@ -124,10 +117,16 @@ class StorageClients:
     Async SDK clients bind to the event loop that first uses them; the Functions worker runs one
     loop per process, so one instance per process is right there. Tools that run several loops
     (``asyncio.run`` per call) build their own instance and ``close`` it.
+
+    ``shared_credential``: use the process's credential for the connection's identity (the one the
+    OpenAI clients use too, see :mod:`shared.identity`), as the process-wide instance does. Otherwise
+    the instance builds its own credential and closes it with the clients, so that it never outlives
+    the event loop it was used on.
     """
 
-    def __init__(self, config: StorageConfig) -> None:
+    def __init__(self, config: StorageConfig, *, shared_credential: bool = False) -> None:
         self.config = config
+        self.shared_credential = shared_credential
         self._credential: AsyncTokenCredential | None = None
         self._blob: BlobServiceClient | None = None
         self._queue: QueueServiceClient | None = None
@@ -135,7 +134,8 @@ class StorageClients:
 
     def _credential_for_uri(self) -> AsyncTokenCredential:
         if self._credential is None:
-            self._credential = build_credential(self.config)
+            who = self.config.identity
+            self._credential = identity.credential(who) if self.shared_credential else identity.new_credential(who)
         return self._credential
 
     def _build(self, service: Service, client_class: Any) -> Any:
@@ -171,7 +171,8 @@ class StorageClients:
         return self._table
 
     async def close(self) -> None:
-        for client in (self._blob, self._queue, self._table, self._credential):
+        owned_credential = None if self.shared_credential else self._credential
+        for client in (self._blob, self._queue, self._table, owned_credential):
             if client is not None:
                 await client.close()
         self._blob = self._queue = self._table = None
@@ -191,7 +192,7 @@ def get_storage() -> StorageClients:
     """The process's storage clients for ``AzureWebJobsStorage``."""
     global _clients
     if _clients is None:
-        _clients = StorageClients(StorageConfig.from_env())
+        _clients = StorageClients(StorageConfig.from_env(), shared_credential=True)
     return _clients
 
 

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
+from shared import identity
+
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
@@ -22,16 +24,6 @@ _UNSET: Any = object()
 _tracer: Any = _UNSET
 
 
-def _credential_from_auth_string(value: str) -> Any:
-    """``ClientId=<uami>;Authorization=AAD`` means: send telemetry with that managed identity."""
-    parts = dict(p.split("=", 1) for p in value.split(";") if "=" in p)
-    if parts.get("Authorization", "").upper() != "AAD":
-        return None
-    from azure.identity import ManagedIdentityCredential
-
-    return ManagedIdentityCredential(client_id=parts.get("ClientId") or None)
-
-
 def tracer() -> Tracer | None:
     """The gateway's tracer, configured on first use; None when telemetry is off."""
     global _tracer
@@ -40,8 +32,9 @@ def tracer() -> Tracer | None:
             from azure.monitor.opentelemetry import configure_azure_monitor
             from opentelemetry import trace
 
-            auth = os.environ.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "")
-            configure_azure_monitor(credential=_credential_from_auth_string(auth), logger_name="gateway")
+            # Entra auth for the exporter: the same identity rule (and credential cache) as everything else.
+            who = identity.for_application_insights(os.environ.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""))
+            configure_azure_monitor(credential=identity.sync_credential(who) if who else None, logger_name="gateway")
             _tracer = trace.get_tracer("azure-openai-gateway")
         else:
             _tracer = None

@@ -1,15 +1,27 @@
-"""Turn a raw request body into a validated request, or an OpenAI-shaped error."""
+"""Turn a raw request body into a validated request, or an OpenAI-shaped error.
+
+The gateway forwards the caller's bytes, so every check must hold for the value the upstream will
+read. JSON that parsers read differently is refused here rather than normalised: duplicate keys (one
+parser keeps the first, another the last), keys that differ from a judged field only by case, and
+the non-standard ``NaN``/``Infinity``. What remains has one reading, so the original bytes are safe
+to forward and cost nothing to keep.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TypeVar
-from urllib.parse import urlsplit
+import re
+import unicodedata
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, TypeVar
 
+import jiter
 from pydantic import BaseModel, ValidationError
 
 from shared.config import Settings
 from shared.errors import GatewayError, bad_request, not_found, unprocessable
+from shared.schemas import MAX_EMBEDDING_INPUTS, EmbeddingsRequest
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,18 +33,55 @@ def _param(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _parse_json(raw: bytes) -> Any:
+    """One reading of the body: UTF-8 only, no duplicate keys at any depth, no NaN/Infinity."""
+    try:
+        return jiter.from_json(raw, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="keys")
+    except ValueError as exc:
+        detail = str(exc)
+        if detail.startswith("Detected duplicate key"):
+            raise bad_request(f"The request body has a {detail.removeprefix('Detected ')}; send each key once "
+                              "(parsers disagree on which copy counts).", code="invalid_json") from None
+        raise bad_request(f"The request body is not valid JSON: {detail}.", code="invalid_json") from None
+
+
+def fold_key(key: str) -> str:
+    """A key as a case-insensitive, Unicode-compatibility-folding parser would read it."""
+    return (key if key.isascii() else unicodedata.normalize("NFKC", key)).casefold()
+
+
+def refuse_lookalike_keys(obj: Mapping[str, Any], judged: frozenset[str], where: str = "") -> None:
+    """Refuse a key that differs from a field the gateway judges only by case or Unicode form.
+
+    An upstream that binds fields case-insensitively would act on ``Server_URL`` while the gateway
+    judged ``server_url``; no valid request spells them that way, so there is nothing to guess.
+    """
+    for key in obj:
+        if key not in judged and fold_key(key) in judged:
+            param = f"{where}.{key}" if where else key
+            raise bad_request(f"Ambiguous key {key!r}: this gateway only accepts {fold_key(key)!r} spelled exactly "
+                              "(a duplicate key up to case).", param=param, code="invalid_json")
+
+
+@lru_cache(maxsize=32)
+def _judged_fields(schema: type[BaseModel]) -> frozenset[str]:
+    """The top-level names the schema acts on (its declared fields and their aliases)."""
+    return frozenset(name for key, info in schema.model_fields.items() for name in (key, info.alias) if name)
+
+
 def parse_body(raw: bytes, schema: type[M]) -> M:
-    """Parse and validate in one pass (pydantic's JSON parser), mapping failures to 400/422."""
+    """Parse once (jiter, with duplicate-key detection) and validate, mapping failures to 400/422."""
     if not raw.strip():
         raise bad_request("The request body is empty; send a JSON object.", code="invalid_json")
+    data = _parse_json(raw)
+    if isinstance(data, dict):
+        refuse_lookalike_keys(data, _judged_fields(schema))
     try:
-        return schema.model_validate_json(raw)
+        return schema.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         kind = first["type"]
         param = _param(first["loc"]) or None
-        if kind == "json_invalid":
-            raise bad_request(f"The request body is not valid JSON: {first['msg']}.", code="invalid_json") from None
         if kind == "model_type":
             raise bad_request("The request body must be a JSON object.", code="invalid_json") from None
         if kind == "missing":
@@ -54,42 +103,106 @@ def resolve_model(name: str, settings: Settings) -> str:
     return deployment
 
 
+def check_embedding_inputs(request: EmbeddingsRequest) -> None:
+    """At most 2048 inputs per request, as the API documents: refused here, before any upstream call.
+
+    A flat list of integers is one tokenised input, not many.
+    """
+    inputs = request.input
+    if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int) and len(inputs) > MAX_EMBEDDING_INPUTS:
+        raise bad_request(f"Invalid 'input': array too long. Expected at most {MAX_EMBEDDING_INPUTS} inputs, got "
+                          f"{len(inputs)}; use /v1/embeddings/jobs for more.", param="input",
+                          code="array_above_max_length")
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def _not_an_object() -> GatewayError:
+    return bad_request("The request body must be one JSON object.", code="invalid_json")
+
+
+def _members(text: str) -> list[tuple[str, str]]:
+    """The top-level members of a JSON object as (decoded key, original ``"key": value`` text).
+
+    Keys and values are delimited by the standard library's own scanner; values are parsed only to
+    find where they end, and their text is kept as sent.
+    """
+    def skip(at: int) -> int:
+        match = _WHITESPACE.match(text, at)
+        return match.end() if match else at
+
+    members: list[tuple[str, str]] = []
+    try:
+        at = skip(0)
+        if text[at:at + 1] != "{":
+            raise _not_an_object()
+        at = skip(at + 1)
+        if text[at:at + 1] == "}":
+            at += 1
+        else:
+            while True:
+                if text[at:at + 1] != '"':
+                    raise _not_an_object()
+                start = at
+                key, at = _DECODER.raw_decode(text, at)  # a JSON string: the key, unescaped
+                at = skip(at)
+                if text[at:at + 1] != ":":
+                    raise _not_an_object()
+                _, at = _DECODER.raw_decode(text, skip(at + 1))
+                members.append((key, text[start:at]))
+                at = skip(at)
+                if text[at:at + 1] == "}":
+                    at += 1
+                    break
+                if text[at:at + 1] != ",":
+                    raise _not_an_object()
+                at = skip(at + 1)
+    except json.JSONDecodeError:
+        raise _not_an_object() from None
+    if skip(at) != len(text):
+        raise _not_an_object()
+    return members
+
+
+def with_fields(raw: bytes, fields: Mapping[str, object]) -> bytes:
+    """The body with top-level ``fields`` set (replaced in place, or added at the end).
+
+    Everything else is kept byte for byte (numbers such as ``1e400``, ``-0`` or big integers, string
+    escapes, key order), and no second copy of a set field survives, however its key was escaped or
+    cased.
+    The one place that rewrites a caller's body (aliases, usage requests); the common path forwards
+    the original bytes untouched.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _not_an_object() from None
+    # A caller's "Stream_Options" next to the gateway's "stream_options" would be a duplicate to an
+    # upstream that matches keys case-insensitively: lookalikes of a set field go too.
+    targets = {fold_key(key): key for key in fields}
+    out: list[str] = []
+    written: set[str] = set()
+    for key, member in _members(text):
+        target = targets.get(fold_key(key))
+        if target is None:
+            out.append(member)
+        elif target not in written:
+            out.append(_member(target, fields[target]))
+            written.add(target)
+    out.extend(_member(key, value) for key, value in fields.items() if key not in written)
+    return ("{" + ",".join(out) + "}").encode()
+
+
+def _member(key: str, value: object) -> str:
+    try:
+        return json.dumps(key) + ":" + json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # a value merged from the caller's body held a number beyond float range (1e400)
+        raise unprocessable(f"Invalid value for '{key}': a number is out of range.", param=key,
+                            code="invalid_value") from None
+
+
 def with_model(raw: bytes, deployment: str) -> bytes:
     """The body with ``model`` replaced; only called for aliases, so the common path forwards bytes as-is."""
-    data = json.loads(raw)
-    data["model"] = deployment
-    return json.dumps(data, separators=(",", ":")).encode()
-
-
-def mcp_server_allowed(server_url: str, allowed: tuple[str, ...]) -> bool:
-    """Exact scheme and host, and a path under an allowed prefix on a segment boundary."""
-    target = urlsplit(server_url)
-    if target.scheme not in {"https", "http"} or not target.netloc:
-        return False
-    for prefix in allowed:
-        rule = urlsplit(prefix)
-        if (rule.scheme, rule.netloc.lower()) != (target.scheme, target.netloc.lower()):
-            continue
-        base = rule.path.rstrip("/")
-        if target.path == base or target.path.startswith(base + "/") or not base:
-            return True
-    return False
-
-
-def check_mcp_tools(tools: list[dict[str, object]] | None, settings: Settings) -> None:
-    for index, tool in enumerate(tools or ()):
-        if tool.get("type") != "mcp":
-            continue
-        param = f"tools[{index}]"
-        url, connector = tool.get("server_url"), tool.get("connector_id")
-        if isinstance(url, str) and mcp_server_allowed(url, settings.mcp_allowed_servers):
-            continue
-        if isinstance(connector, str) and connector in settings.mcp_allowed_servers:
-            continue
-        shown = url if isinstance(url, str) else connector
-        raise GatewayError(
-            400,
-            f"MCP server {shown!r} is not allowed by this gateway (MCP_ALLOWED_SERVERS).",
-            param=f"{param}.server_url",
-            code="mcp_server_not_allowed",
-        )
+    return with_fields(raw, {"model": deployment})

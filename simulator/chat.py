@@ -133,13 +133,14 @@ async def create(call: Call) -> Outcome:
             finish = "length"
         completion_tokens = len(words)
 
-    usage = USAGE_JSON % (prompt_tokens, completion_tokens, prompt_tokens + completion_tokens)
+    total_tokens = prompt_tokens + completion_tokens
+    usage = b"null" if config.omit_usage else USAGE_JSON % (prompt_tokens, completion_tokens, total_tokens)
     ident = hex_id("chatcmpl-", 116)
     created = int(time.time())
     model = call.model or ""
     if body.get("stream") is True:
         options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True and not config.omit_usage
         return _stream(ident, created, model, words, tool, finish, usage if include_usage else None, call)
 
     if tool is not None:

@@ -49,6 +49,15 @@ class SimulatorConfig:
     )
     seed: int = field(default=0, metadata={"help": "mixed into reply text and embedding hashes"})
     reply_tokens: int = field(default=20, metadata={"help": "natural reply length in tokens (words)"})
+    omit_usage: bool = field(
+        default=False,
+        metadata={"help": "report no token usage (chat: usage null, no usage chunk; responses: usage null)"},
+    )
+    embedding_format: str | None = field(
+        default=None,
+        metadata={"help": "answer embeddings in this encoding (float or base64) whatever encoding_format asked, "
+                  "like an OpenAI-compatible upstream that ignores it; unset = as asked"},
+    )
     max_stored_responses: int = field(default=10000, metadata={"help": "stored /responses kept (oldest evicted)"})
     recent_requests: int = field(default=1000, metadata={"help": "request records kept for /_sim/stats"})
     log_level: str = field(default="warning", metadata={"help": "uvicorn log level"})
@@ -70,6 +79,8 @@ class SimulatorConfig:
 
 
 FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(SimulatorConfig)}
+# Fields that only take a few values (checked wherever a value comes from).
+CHOICES: dict[str, tuple[str, ...]] = {"embedding_format": ("float", "base64")}
 
 
 def coerce(name: str, raw: object) -> Any:
@@ -88,11 +99,19 @@ def coerce(name: str, raw: object) -> Any:
             return None
         if not isinstance(raw, str):
             raise ValueError(f"'{name}' must be a string or null")
+        if name in CHOICES and raw not in CHOICES[name]:
+            raise ValueError(f"'{name}' must be one of {', '.join(CHOICES[name])} or null")
         return raw
     if kind == "str":
         if not isinstance(raw, str) or not raw:
             raise ValueError(f"'{name}' must be a non-empty string")
         return raw
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        raise ValueError(f"'{name}' must be true or false")
     if kind in ("int", "float"):
         if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
             raise ValueError(f"'{name}' must be a number")

@@ -70,6 +70,8 @@ async def create(call: Call) -> Outcome:
     if encoding not in ("float", "base64"):
         raise invalid_request("'encoding_format' must be 'float' or 'base64'", param="encoding_format")
     dims = _dimensions(body, model)
+    # An upstream that ignores the asked encoding (allowed for OpenAI-compatible servers), on demand.
+    encoding = call.sim.config.embedding_format or encoding
 
     total = 0
     keys: list[bytes] = []

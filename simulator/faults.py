@@ -4,6 +4,11 @@ Tests queue faults through `POST /_sim/faults` and then assert how the gateway c
 failover, timeouts, stream errors). Each fault matches a route key (see `route_key`) or "*", and
 optionally one deployment; it is consumed `count` times, then removed (`count: 0` keeps it until
 `DELETE /_sim/faults` or a reset, e.g. to model a backend that stays down).
+
+``end_early`` sends the first ``after_chunks`` events of a stream and then ends it cleanly, without
+its terminator (``[DONE]``, ``response.completed``): an upstream that stops short with no transport
+error. A ``status`` fault's ``raw_body`` is sent verbatim instead of a JSON ``body`` (HTML, plain
+text, nothing), with the ``content-type`` its ``headers`` name (default ``text/plain``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KINDS = ("status", "hang", "drop_mid_stream", "slow_first_byte", "reset")
+KINDS = ("status", "hang", "drop_mid_stream", "end_early", "slow_first_byte", "reset")
 
 _PREFIXES = ("openai/v1/", "v1/")
 
@@ -39,6 +44,7 @@ class Fault:
     after_chunks: int = 1
     ms: float = 0.0
     body: dict[str, Any] | None = None
+    raw_body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
     def matches(self, route: str, model: str | None) -> bool:
@@ -71,6 +77,9 @@ def parse_fault(spec: object) -> Fault:
     body = spec.get("body")
     if body is not None and not isinstance(body, dict):
         raise ValueError("fault 'body' must be a JSON object")
+    raw_body = spec.get("raw_body")
+    if raw_body is not None and not isinstance(raw_body, str):
+        raise ValueError("fault 'raw_body' must be a string")
     headers = spec.get("headers", {})
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise ValueError("fault 'headers' must map names to strings")
@@ -89,6 +98,7 @@ def parse_fault(spec: object) -> Fault:
         after_chunks=int(_number(spec, "after_chunks", 1, 0)),
         ms=_number(spec, "ms", 0.0, 0),
         body=body,
+        raw_body=raw_body,
         headers=headers,
     )
 

@@ -6,7 +6,7 @@ Order, chosen so that tests can reason about what is consumed when:
 2. authenticate (401) - a fault is not consumed by an unauthenticated request;
 3. parse the JSON body (400) and resolve the deployment in `model` (400/404);
 4. take the first matching scripted fault: `status`, `hang` and `reset` end the request here,
-   `slow_first_byte` and `drop_mid_stream` shape the reply the handler produces;
+   `slow_first_byte`, `drop_mid_stream` and `end_early` shape the reply the handler produces;
 5. run the handler, which validates, charges the rate limiter via `Call.admit` (429) and
    produces a JSON body or a paced SSE stream;
 6. send it through `wire.Reply` with Azure-like headers.
@@ -188,6 +188,12 @@ def error_reply(sim: Simulator, record: RequestRecord, rid: str, err: ApiError, 
 
 def early_fault_reply(sim: Simulator, record: RequestRecord, rid: str, fault: Fault) -> Reply | None:
     """Replies for faults that replace the handler entirely; None for those that shape it."""
+    if fault.kind == "status" and fault.raw_body is not None:
+        extra = {k.lower(): v for k, v in fault.headers.items()}
+        content_type = extra.pop("content-type", "text/plain").encode("latin-1")
+        headers = base_headers(sim, rid, content_type)
+        headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
+        return Reply(fault.status, headers, fault.raw_body.encode(), record=record, stats=sim.stats)
     if fault.kind == "status":
         err = fault_error(fault.status, fault.retry_after_ms)
         if fault.body is not None:
@@ -208,6 +214,7 @@ def endpoint(sim: Simulator, op: Operation) -> Callable[[Request], Awaitable[Res
         record = sim.stats.begin(scope["method"], scope["path"], op.route, scope["headers"], rid)
         pre_delay_s = 0.0
         drop_after: int | None = None
+        end_after: int | None = None
         try:
             authenticate(scope["headers"], record, sim.config.api_key)
             body: dict[str, Any] = {}
@@ -226,6 +233,8 @@ def endpoint(sim: Simulator, op: Operation) -> Callable[[Request], Awaitable[Res
                     return early
                 if fault.kind == "slow_first_byte":
                     pre_delay_s = fault.ms / 1000
+                elif fault.kind == "end_early":
+                    end_after = fault.after_chunks
                 else:
                     drop_after = fault.after_chunks
             outcome = await op.handler(Call(sim, request, record, body, model, op.name))
@@ -235,6 +244,8 @@ def endpoint(sim: Simulator, op: Operation) -> Callable[[Request], Awaitable[Res
             logger.exception("simulator handler failed")
             return error_reply(sim, record, rid, fault_error(500, None), 0.0)
         if isinstance(outcome, StreamOutcome):
+            if end_after is not None:
+                outcome = StreamOutcome(outcome.events[:end_after], outcome.delays[:end_after])
             headers = base_headers(sim, rid, SSE_TYPE)
             headers.append((b"cache-control", b"no-cache"))
             return Reply(

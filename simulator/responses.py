@@ -286,7 +286,9 @@ async def create(call: Call) -> Outcome:
         "tools": tools,
         "top_p": body.get("top_p", 1.0),
         "truncation": body.get("truncation", "disabled"),
-        "usage": {
+        "usage": None
+        if sim.config.omit_usage
+        else {
             "input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": plan.output_tokens,
@@ -300,10 +302,26 @@ async def create(call: Call) -> Outcome:
         sim.store.put(response["id"], StoredResponse(response, turn_count, input_tokens + plan.output_tokens))
 
     config = sim.config
+    if body.get("background") is True:
+        # Answered at once, still queued; the stored copy is the finished response (as if it ran).
+        response["background"] = True
+        if body.get("stream") is not True:
+            return JsonOutcome({**response, "status": "queued", "completed_at": None, "output": [], "usage": None})
     if body.get("stream") is True:
         return _stream(response, plan, message_id, config.ttft_ms / 1000, config.token_delay_ms / 1000)
     delay_ms = config.ttft_ms + config.token_delay_ms * max(0, plan.output_tokens - 1)
     return JsonOutcome(response, delay_s=delay_ms / 1000)
+
+
+# Stream obfuscation: characters that pad each delta event so that its size does not give away the
+# token's length (a side channel). OpenAI and Azure send it by default, and Azure's API description
+# makes the field required on delta events.
+_PAD = "Kp3vQ9zLw2XsT7bNmR4cYh8JdF6gA1eU"
+
+
+def obfuscation(delta: str) -> str:
+    """1 to 16 pad characters: delta plus pad is a multiple of 16 characters long."""
+    return _PAD[: 16 - len(delta) % 16]
 
 
 class _Events:
@@ -324,8 +342,9 @@ class _Events:
         """The one event sent per token, formatted directly to keep streaming cheap."""
         self.events.append(
             b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":%d,'
-            b'"item_id":"%s","output_index":%d,"content_index":0,"delta":%s,"logprobs":[]}\n\n'
-            % (len(self.events), item_id.encode(), output_index, json.dumps(delta).encode())
+            b'"item_id":"%s","output_index":%d,"content_index":0,"delta":%s,"logprobs":[],"obfuscation":"%s"}\n\n'
+            % (len(self.events), item_id.encode(), output_index, json.dumps(delta).encode(),
+               obfuscation(delta).encode())
         )
         self.delays.append(delay)
 
@@ -372,6 +391,7 @@ def _stream(response: dict[str, Any], plan: Plan, message_id: str, ttft: float, 
                 item_id=item_id,
                 output_index=index,
                 delta=item["arguments"],
+                obfuscation=obfuscation(item["arguments"]),
             )
             first = 0.0
             out.add(
@@ -390,7 +410,12 @@ def _stream(response: dict[str, Any], plan: Plan, message_id: str, ttft: float, 
             out.add("response.output_item.added", output_index=index, item=added)
             out.add("response.mcp_call.in_progress", item_id=item_id, output_index=index)
             out.add(
-                "response.mcp_call_arguments.delta", first, item_id=item_id, output_index=index, delta=item["arguments"]
+                "response.mcp_call_arguments.delta",
+                first,
+                item_id=item_id,
+                output_index=index,
+                delta=item["arguments"],
+                obfuscation=obfuscation(item["arguments"]),
             )
             first = 0.0
             out.add(
@@ -417,4 +442,4 @@ async def delete(call: Call) -> Outcome:
     response_id = call.request.path_params["response_id"]
     if not call.sim.store.delete(response_id):
         raise not_found(response_id)
-    return JsonOutcome({"id": response_id, "object": "response", "deleted": True})
+    return JsonOutcome({"id": response_id, "object": "response.deleted", "deleted": True})

@@ -104,7 +104,7 @@ export class GatewayProblem extends Error {
   constructor({ status = 0, error = {}, headers = {}, kind = "http", url = "", requestId = "" } = {}) {
     super(error.message || `HTTP ${status}`);
     this.name = "GatewayProblem";
-    this.kind = kind; // "http" | "stream" | "truncated" | "unreachable" | "refused"
+    this.kind = kind; // "http" | "stream" | "truncated" | "unreachable" | "refused" | "gateway"
     this.status = status;
     this.error = error;
     this.headers = headers;
@@ -154,6 +154,15 @@ export function describeError(problem, context = {}) {
     const keyHint = context.hasKey ? "" : " In Azure, also check the function key.";
     return result(`Not allowed: the gateway refused calls from this page's origin (${context.origin || "unknown"}).`,
       `Ask for it to be added to the gateway's CORS_ALLOWED_ORIGINS setting.${keyHint}`);
+  }
+  if (kind === "gateway") {
+    // The page holds your function key: it only talks to gateways its host has listed.
+    const how = "To use another gateway, add its origin to UI_GATEWAY_ORIGINS (page served by the function app) "
+      + "or to this page's gateway-origins meta tag.";
+    const title = context.why === "link"
+      ? `Ignored the gateway in this link (${problem.url}): this page only talks to ${context.allowed}.`
+      : `Not allowed: this page only talks to ${context.allowed}, not ${problem.url || "that address"}.`;
+    return result(title, how);
   }
   if (kind === "truncated") {
     return result("The connection dropped before the answer was complete.", "What arrived is shown above; try again.");
@@ -208,13 +217,55 @@ function headerMap(response) {
   return out;
 }
 
-/** The gateway base URL: ?gateway=, else the app this page is served by (/api/ui → /api), else saved. */
-export function defaultGateway(location, saved) {
+/**
+ * The origins this page may send requests (and the function key) to: its own, plus those listed in
+ * <meta name="gateway-origins"> (the function app fills that in from UI_GATEWAY_ORIGINS).
+ * @returns {Set<string>} page origin first, then the listed ones in order
+ */
+export function allowedOrigins(listed, pageOrigin) {
+  const origins = new Set([pageOrigin]);
+  for (const item of (listed ?? "").split(/\s+/)) {
+    try {
+      const url = new URL(item);
+      if (url.protocol === "http:" || url.protocol === "https:") origins.add(url.origin);
+    } catch { /* not a URL: ignored */ }
+  }
+  return origins;
+}
+
+/** Whether a gateway URL (absolute, or relative to the page) is on one of the allowed origins. */
+export function gatewayAllowed(url, allowed, pageHref) {
+  try {
+    const parsed = new URL(url, pageHref);
+    return (parsed.protocol === "http:" || parsed.protocol === "https:") && !parsed.username && !parsed.password
+      && allowed.has(parsed.origin);
+  } catch {
+    return false;
+  }
+}
+
+const absolute = (url, pageHref) => new URL(url, pageHref).href.replace(/\/+$/, "");
+
+/**
+ * The gateway base URL: ?gateway=, else the app this page is served by (/api/ui → /api), else the
+ * last one used, else the first listed gateway. A ?gateway= or saved address on an origin that is
+ * not allowed is passed over: a link someone sent must not redirect the key you paste.
+ */
+export function defaultGateway(location, saved, allowed = new Set([location.origin])) {
+  const ok = (url) => url && gatewayAllowed(url, allowed, location.href);
   const fromQuery = new URL(location.href).searchParams.get("gateway");
-  if (fromQuery) return fromQuery.replace(/\/+$/, "");
+  if (ok(fromQuery)) return absolute(fromQuery, location.href);
   const served = location.pathname.match(/^(.*)\/ui(?:\/.*)?$/i);
   if (served) return `${location.origin}${served[1]}`;
-  return (saved || "http://localhost:7071/api").replace(/\/+$/, "");
+  if (ok(saved)) return absolute(saved, location.href);
+  const listed = [...allowed].find((origin) => origin !== location.origin);
+  return `${listed ?? location.origin}/api`;
+}
+
+/** The ?gateway= value the page refused to use (to say so), or null. */
+export function ignoredGateway(location, allowed) {
+  const fromQuery = new URL(location.href).searchParams.get("gateway");
+  return fromQuery && !gatewayAllowed(fromQuery, allowed, location.href) ? fromQuery : null;
 }
 
 /** Percent of an embedding job that is done (embedded or failed), 0-100. */
@@ -395,15 +446,27 @@ function boot() {
   }
 
   // --- settings and models ------------------------------------------------------------------
+  const allowed = allowedOrigins(document.querySelector('meta[name="gateway-origins"]')?.content, location.origin);
   const saved = localStorage.getItem("gateway-url");
-  $("gateway").value = defaultGateway(location, saved);
+  $("gateway").value = defaultGateway(location, saved, allowed);
+  const allowedList = () => [...allowed].join(", ");
+  function refuseGateway(url, why) {
+    $("connection").textContent = "Not connected";
+    document.body.dataset.models = "error";
+    showError($("banner"), new GatewayProblem({ kind: "gateway", url }), { why, allowed: allowedList() });
+  }
 
   function fillDatalist(list, names) {
     list.replaceChildren(...names.map((name) => Object.assign(document.createElement("option"), { value: name })));
   }
 
   async function connect() {
-    gateway.base = $("gateway").value.trim().replace(/\/+$/, "");
+    const wanted = $("gateway").value.trim();
+    if (!gatewayAllowed(wanted, allowed, location.href)) {
+      refuseGateway(wanted, "typed");
+      return;
+    }
+    gateway.base = wanted.replace(/\/+$/, "");
     // The key stays in memory only: anything in localStorage is readable by every script on this origin.
     gateway.key = $("key").value.trim();
     localStorage.setItem("gateway-url", gateway.base);
@@ -649,7 +712,13 @@ function boot() {
 
   countLines();
   setStreaming(false);
-  connect();
+  const ignored = ignoredGateway(location, allowed);
+  connect().then(() => {
+    // Said after connecting (which clears the banner), unless connecting had something worse to say.
+    if (ignored && $("banner").hidden) {
+      showError($("banner"), new GatewayProblem({ kind: "gateway", url: ignored }), { why: "link", allowed: allowedList() });
+    }
+  });
 }
 
 if (typeof document !== "undefined") boot();

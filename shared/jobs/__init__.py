@@ -12,5 +12,7 @@ Modules, one job each: ``ids`` and ``layout`` (names), ``messages`` (the version
 signals), ``store`` (Table state), ``runtime`` (storage handles), ``blobs`` (JSONL in and out),
 ``embed`` (one upstream call), ``results`` (result lines and blocks), ``planner``, ``worker``,
 ``finalize``, ``dispatch`` and ``poison`` (the two queue triggers), ``service`` (HTTP operations) and
-``client`` (the producer helper). See ``schemas/README.md`` for the contract.
+``client`` (the producer helper). Trust boundaries: ``refs`` (which blobs a message may name),
+``proof`` (which job a message may act on), ``access`` (who owns a job), ``charge`` (the owner's
+token budget) and ``outage`` (storage down is a 503). See ``schemas/README.md`` for the contract.
 """

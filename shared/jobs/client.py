@@ -4,14 +4,19 @@
 
     job_id = await submit_job(["first text", {"id": "doc-7", "text": "second"}], model="text-embedding-3-small")
     job_id = submit_job_sync(texts, model="embeddings", connection_string=os.environ["AzureWebJobsStorage"])
-    job_id = await submit_job(model="embeddings", input_blob="uploads/corpus.jsonl")   # a JSONL blob you wrote
+    job_id = await submit_job(model="embeddings", input_blob="inputs/corpus.jsonl")    # a JSONL blob you wrote
+    job_id = await submit_job(texts, model="embeddings", owner=caller_for_key(team_key))  # readable by that key
 
 The message follows ``schemas/embedding-job-message.v1.json`` and is base64-encoded like
 ``TextBase64EncodePolicy`` (the Functions host's ``messageEncoding: base64``). Inline inputs that
 would make the message larger than a queue allows (64 KiB encoded) are written to
 ``jobs/{id}/input.jsonl`` in the jobs container first and the message carries a reference (claim
-check). Only storage is needed: no upstream settings, no gateway HTTP call. Progress and results:
-``GET /api/v1/embeddings/jobs/{id}`` and ``.../results``, or the results blob directly.
+check). An input blob must sit under ``inputs/`` in the jobs container (``shared.jobs.refs``). Only
+storage is needed: no upstream settings, no gateway HTTP call. Progress and results: the job row and
+the results blob directly, or ``GET /api/v1/embeddings/jobs/{id}`` and ``.../results`` for the
+caller named as ``owner`` (a job without one is readable by no HTTP caller; ``shared.jobs.access``).
+Each message carries a fresh token recorded on the job row, which proves later messages belong to
+the job (``shared.jobs.proof``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shared.jobs import blobs, enqueue, layout, messages
+from shared.callers import identify
+from shared.jobs import blobs, enqueue, layout, messages, proof
 from shared.jobs.ids import new_job_id
 from shared.storage import DEFAULT_CONNECTION, StorageClients, StorageConfig
 
@@ -46,11 +52,21 @@ def _table_name() -> str:
     return os.environ.get("EMBEDDING_JOBS_TABLE", "").strip() or DEFAULT_TABLE
 
 
+def caller_for_key(function_key: str) -> str:
+    """The caller identity the gateway derives from a function key (``key:<digest>``), for ``owner``."""
+    return identify({"x-functions-key": function_key})
+
+
 def build_message(*, job_id: str, model: str, inputs: Iterable[str | Mapping[str, str]] | None = None,
                   input_blob: str | messages.BlobRef | None = None, dimensions: int | None = None,
-                  metadata: Mapping[str, str] | None = None) -> messages.JobMessage:
+                  metadata: Mapping[str, str] | None = None, owner: str | None = None,
+                  token: str | None = None) -> messages.JobMessage:
     """A validated v1 job message (raises ``pydantic.ValidationError`` on bad arguments)."""
     data: dict[str, Any] = {"schema": messages.SCHEMA, "type": "job", "id": job_id, "model": model}
+    if owner is not None:
+        data["owner"] = owner
+    if token is not None:
+        data["token"] = token
     if inputs is not None:
         data["input"] = [v if isinstance(v, str) else dict(v) for v in inputs]
     if input_blob is not None:
@@ -78,16 +94,17 @@ async def _send_creating(create: Any, send: Any) -> None:
 async def submit_job(inputs: Iterable[str | Mapping[str, str]] | None = None, *, model: str,
                      input_blob: str | messages.BlobRef | None = None, dimensions: int | None = None,
                      metadata: Mapping[str, str] | None = None, job_id: str | None = None,
-                     storage: StorageClients | None = None, queue: str | None = None,
+                     owner: str | None = None, storage: StorageClients | None = None, queue: str | None = None,
                      container: str | None = None, table: str | None = None) -> str:
     """Queue an embedding job; returns its id.
 
-    ``storage`` defaults to ``AzureWebJobsStorage`` from the environment (built and closed here);
-    pass your own long-lived :class:`StorageClients` when submitting many jobs.
+    ``owner`` (a caller identity, see :func:`caller_for_key`) may read the job over HTTP and pays for
+    its tokens. ``storage`` defaults to ``AzureWebJobsStorage`` from the environment (built and
+    closed here); pass your own long-lived :class:`StorageClients` when submitting many jobs.
     """
     job_id = job_id or new_job_id()
     message = build_message(job_id=job_id, model=model, inputs=inputs, input_blob=input_blob,
-                            dimensions=dimensions, metadata=metadata)
+                            dimensions=dimensions, metadata=metadata, owner=owner, token=proof.new_token())
     owned = storage is None
     clients = storage or StorageClients(StorageConfig.from_env())
     try:
@@ -128,7 +145,8 @@ async def _record_queued(clients: StorageClients, message: messages.JobMessage, 
     store = JobStore(clients.table.get_table_client(table))
     try:
         await _send_creating(lambda: clients.table.create_table_if_not_exists(table),
-                             lambda: store.create(message.id, fields_for(message, None, "queue")))
+                             lambda: store.create(message.id, fields_for(message, None, "queue",
+                                                                         token=message.token or "")))
     except Exception as exc:
         logger.warning("could not record job %s as queued (%s); it appears once planned", message.id,
                        type(exc).__name__)

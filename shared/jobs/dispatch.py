@@ -1,8 +1,11 @@
 """What the queue trigger does with one delivered message.
 
-* Invalid message (schema, unknown model, unreadable input blob): retrying cannot help, so it is
-  not retried: the job (when the message names one) is marked failed with the reason, and the
+* Invalid message (schema, unknown model, unreadable or forbidden input blob, a chunk whose model
+  ``OPENAI_MODELS`` no longer allows): retrying cannot help, so it is not retried: the job is marked
+  failed with the reason when the message provably belongs to it (``shared.jobs.proof``), and the
   message is moved to the poison queue at once, where the poison trigger keeps a copy.
+* A message that cannot prove it belongs to the job it names: moved to the poison queue, the job
+  left alone. Every such drop is logged with its reason.
 * Throttled for longer than a function should wait: the message goes back on the queue with a
   visibility delay (a new copy, this delivery completes), so no instance sits idle in a sleep.
 * A failure the upstream says is final (401/403/404): the job is marked failed.
@@ -19,11 +22,14 @@ import re
 
 from pydantic import ValidationError
 
-from shared.jobs import enqueue, messages
+from shared.config import get_settings
+from shared.jobs import enqueue, messages, proof
+from shared.jobs.access import OWNER_FIELD
+from shared.jobs.charge import CallerPaced
 from shared.jobs.embed import JobFailed
 from shared.jobs.ids import is_job_id
 from shared.jobs.pacer import Throttled, get_pacer
-from shared.jobs.planner import InvalidJob, plan
+from shared.jobs.planner import InvalidJob, message_token, plan
 from shared.jobs.runtime import Runtime, get_runtime
 from shared.jobs.store import clip, now
 from shared.jobs.worker import run_chunk
@@ -36,7 +42,7 @@ _JOB_ID = re.compile(rb"ejob_[0-9a-f]{32}")
 
 
 def sniff_job_id(body: bytes) -> str | None:
-    """The job id a message carries, even when the message is otherwise broken."""
+    """The job id a message mentions, even when the message is otherwise broken (for logs: it proves nothing)."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -57,6 +63,38 @@ def describe(exc: ValidationError) -> str:
     return "invalid message (" + "; ".join(parts) + (f"; and {more} more" if more > 0 else "") + ")"
 
 
+def claim(body: bytes) -> tuple[str | None, object, object]:
+    """(job id, token, owner) as the message states them; the token of a tokenless job message is its digest."""
+    try:
+        message = messages.parse(body)
+    except ValidationError:
+        pass
+    else:
+        token = message_token(message) if isinstance(message, messages.JobMessage) else message.token
+        owner = message.owner if isinstance(message, messages.JobMessage) else None
+        return message.id, token, owner
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, None, None
+    if not isinstance(data, dict) or not is_job_id(data.get("id")):
+        return None, None, None
+    return str(data["id"]), data.get(proof.TOKEN_FIELD), data.get(OWNER_FIELD)
+
+
+async def provable_job(body: bytes) -> tuple[str | None, bool]:
+    """(the job the message provably belongs to, whether that job has no row yet), else (None, False).
+
+    A message proves its job by stating the job's id at top level of valid JSON and carrying its token;
+    an id merely mentioned somewhere, or a wrong or missing token, proves nothing.
+    """
+    job_id, token, _ = claim(body)
+    if job_id is None:
+        return None, False
+    row = await (await get_runtime()).store.get_row(job_id)
+    return (job_id, row is None) if proof.proves(row, token) else (None, False)
+
+
 async def handle_message(body: bytes, message_id: str, dequeue_count: int) -> None:
     try:
         message = messages.parse(body)
@@ -64,42 +102,66 @@ async def handle_message(body: bytes, message_id: str, dequeue_count: int) -> No
         await reject(body, message_id, "invalid_message", describe(exc))
         return
     rt = await get_runtime()
+    if isinstance(message, messages.ChunkMessage) and message.model not in get_settings().models.values():
+        await reject(body, message_id, "model_not_allowed",
+                     f"the chunk's model '{message.model}' is not allowed by this gateway (OPENAI_MODELS)")
+        return
     try:
         if isinstance(message, messages.JobMessage):
             await plan(rt, message)
         else:
             await run_chunk(rt, message, get_pacer(message.model))
+    except proof.Unproven as exc:
+        await drop(body, message_id, str(exc))
     except InvalidJob as exc:
         await reject(body, message_id, "invalid_job", str(exc))
     except JobFailed as exc:
         await rt.store.fail(message.id, exc.code, exc.message)
     except Throttled as exc:
-        await defer(rt, message, exc.wait)
+        await defer(rt, message, exc.wait, counted=not isinstance(exc, CallerPaced))
     except Exception as exc:
         await _note_error(rt, message.id, message_id, dequeue_count, exc)
         raise
 
 
 async def reject(body: bytes, message_id: str, code: str, reason: str) -> None:
-    """Fail the job (if named) and move the message to the poison queue now."""
+    """Fail the job the message provably belongs to (if any) and move the message to the poison queue now."""
     rt = await get_runtime()
-    job_id = sniff_job_id(body)
+    job_id, new = await provable_job(body)
     logger.warning(json.dumps({"event": "message_rejected", "message_id": message_id, "job_id": job_id,
-                               "reason": reason}))
+                               "mentions": sniff_job_id(body) if job_id is None else job_id,
+                               "fails_job": job_id is not None, "reason": reason}))
     if job_id is not None:
-        await rt.store.fail(job_id, code, reason)
+        _, _, owner = claim(body)
+        # A job first seen in a broken message is created failed, owned as the message says (if it says).
+        extra = {OWNER_FIELD: owner} if new and isinstance(owner, str) and _owner_ok(owner) else {}
+        await rt.store.fail(job_id, code, reason, **extra)
     await enqueue.send_raw(rt.poison_queue, body)
 
 
-async def defer(rt: Runtime, message: messages.JobMessage | messages.ChunkMessage, wait: float) -> None:
+def _owner_ok(owner: str) -> bool:
+    return re.fullmatch(messages.OWNER_PATTERN, owner) is not None
+
+
+async def drop(body: bytes, message_id: str, reason: str) -> None:
+    """Move a message that cannot prove its job to the poison queue, leaving that job alone."""
+    rt = await get_runtime()
+    logger.warning(json.dumps({"event": "message_dropped", "message_id": message_id,
+                               "mentions": sniff_job_id(body), "fails_job": False, "reason": reason}))
+    await enqueue.send_raw(rt.poison_queue, body)
+
+
+async def defer(rt: Runtime, message: messages.JobMessage | messages.ChunkMessage, wait: float, *,
+                counted: bool = True) -> None:
+    """Hand the chunk back for ``wait`` seconds; ``counted`` hand-backs (upstream throttling) are limited."""
     if not isinstance(message, messages.ChunkMessage):  # pragma: no cover - planning never calls upstream
         raise RuntimeError("only chunk messages are throttled")
-    if message.deferrals >= MAX_DEFERRALS:
+    if counted and message.deferrals >= MAX_DEFERRALS:
         raise RuntimeError(f"chunk {message.chunk} was throttled {message.deferrals} times; giving up")
     # A little jitter so that chunks handed back together (here and on other instances) do not all
     # return in the same instant; small, because every second of it is throughput lost.
     delay = wait + random.uniform(0.0, min(2.0, 0.05 * wait + 0.25))
-    again = message.model_copy(update={"deferrals": message.deferrals + 1})
+    again = message.model_copy(update={"deferrals": message.deferrals + int(counted)})
     await enqueue.send(rt.queue, messages.to_json(again), delay=delay)
 
 

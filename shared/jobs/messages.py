@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 from shared.jobs.ids import PATTERN as JOB_ID_PATTERN
+from shared.jobs.proof import TOKEN_PATTERN
 
 SCHEMA = "embedding-job/v1"
 # Azure queue messages are at most 64 KiB as stored, i.e. after base64 (4/3 of the JSON).
@@ -23,6 +24,8 @@ MAX_ENCODED_BYTES = 64 * 1024
 MAX_INPUT_ID_CHARS = 512
 MAX_DIMENSIONS = 8192
 CONTAINER_PATTERN = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
+# A caller identity as ``shared.callers.identify`` spells it: who may read the job and whose budget it spends.
+OWNER_PATTERN = r"^(key:[0-9a-f]{16}|principal:[^\s]{1,256}|anonymous)$"
 
 def _integral(value: Any) -> Any:
     """JSON Schema's ``integer`` includes ``256.0``; accept it as 256 (still refusing 2.5, "2" and true)."""
@@ -35,6 +38,8 @@ Integer = Annotated[int, BeforeValidator(_integral)]
 JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
+Owner = Annotated[str, StringConstraints(pattern=OWNER_PATTERN)]
 
 
 class StrictModel(BaseModel):
@@ -79,6 +84,9 @@ class JobMessage(StrictModel):
     input_blob: BlobRef | None = None
     dimensions: Annotated[Integer, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
+    # Proof that a message belongs to its job (``shared.jobs.proof``) and who owns it (``shared.jobs.access``).
+    token: Token | None = None
+    owner: Owner | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> JobMessage:
@@ -99,6 +107,7 @@ class ChunkMessage(StrictModel):
     model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     dimensions: Annotated[Integer, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
     deferrals: Annotated[Integer, Field(ge=0)] = 0
+    token: Token | None = None
 
 
 Message = Annotated[JobMessage | ChunkMessage, Field(discriminator="type")]

@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.config import get_settings
 from shared.errors import GatewayError
-from shared.jobs import blobs, enqueue, layout, messages
+from shared.jobs import blobs, charge, enqueue, layout, messages, proof, refs
 from shared.jobs.embed import JobFailed
 from shared.jobs.packing import InvalidInput, Item, Packer, make_item
 from shared.jobs.results import MAX_BLOCKS, PART_INPUTS
@@ -43,18 +43,28 @@ async def _inline(values: list[str | messages.InputItem]) -> AsyncIterator[objec
         yield value if isinstance(value, str) else {"id": value.id, "text": value.text}
 
 
-async def _from_blob(rt: Runtime, ref: messages.BlobRef) -> AsyncIterator[object]:
-    blob = blobs.blob_client(rt.storage, ref.container or rt.container, ref.name)
+async def _from_blob(rt: Runtime, ref: messages.BlobRef, job_id: str) -> AsyncIterator[object]:
+    """Lines of the input blob, read only if ``refs`` allows the reference; one error for forbidden and missing."""
+    from azure.core.exceptions import HttpResponseError
+
+    try:
+        container, name = refs.allowed_input(ref, job_id, rt.container)
+    except refs.InputUnavailable as exc:
+        raise InvalidJob(str(exc)) from None
     line_number = 0
     try:
-        async for line in blobs.iter_lines(blob):
+        async for line in blobs.iter_lines(blobs.blob_client(rt.storage, container, name)):
             line_number += 1
             try:
                 yield json.loads(line)
             except ValueError:
-                raise InvalidJob(f"input blob '{ref.name}' line {line_number} is not valid JSON") from None
-    except blobs.BlobMissing as exc:
-        raise InvalidJob(f"the input blob does not exist: {exc}") from None
+                raise InvalidJob(f"input blob '{name}' line {line_number} is not valid JSON") from None
+    except blobs.BlobMissing:
+        raise InvalidJob(refs.UNAVAILABLE) from None
+    except HttpResponseError as exc:
+        if exc.status_code not in (401, 403, 404):  # an outage: let the message come back
+            raise
+        raise InvalidJob(refs.UNAVAILABLE) from None
 
 
 def _source(rt: Runtime, message: messages.JobMessage) -> AsyncIterator[object]:
@@ -62,7 +72,12 @@ def _source(rt: Runtime, message: messages.JobMessage) -> AsyncIterator[object]:
         return _inline(message.input)
     if message.input_blob is None:  # pragma: no cover - the schema requires one of the two
         raise InvalidJob("the job has neither 'input' nor 'input_blob'")
-    return _from_blob(rt, message.input_blob)
+    return _from_blob(rt, message.input_blob, message.id)
+
+
+def message_token(message: messages.JobMessage) -> str:
+    """The token this job message proves itself with (its own, else the digest of its canonical form)."""
+    return message.token or proof.digest_token(messages.to_json(message))
 
 
 async def plan(rt: Runtime, message: messages.JobMessage) -> None:
@@ -71,10 +86,13 @@ async def plan(rt: Runtime, message: messages.JobMessage) -> None:
     except GatewayError as exc:
         raise InvalidJob(exc.message) from None
     job_id = message.id
-    await rt.store.create(job_id, fields_for(message, deployment, "queue"))
+    token = message_token(message)
+    await rt.store.create(job_id, fields_for(message, deployment, "queue", token=token))
     row = await rt.store.get_row(job_id)
     if row is None:  # pragma: no cover - just created
         raise RuntimeError(f"job row {job_id} vanished")
+    if not proof.proves(row, token):
+        raise proof.Unproven(f"a job message for {job_id} does not carry that job's token")
     state = JobState(row)
     if state.status in TERMINAL or row.get("enqueued"):
         return
@@ -87,6 +105,8 @@ async def plan(rt: Runtime, message: messages.JobMessage) -> None:
         raise InvalidJob("the job has no inputs")
     await rt.store.merge(job_id, {"total": total, "chunks": len(chunks)})
     base: dict[str, object] = {"schema": messages.SCHEMA, "type": "chunk", "id": job_id, "model": deployment}
+    if row.get(proof.TOKEN_FIELD):
+        base["token"] = row[proof.TOKEN_FIELD]
     if message.dimensions is not None:
         base["dimensions"] = message.dimensions
     bodies = [json.dumps({**base, "chunk": n, "start": start, "count": count}, separators=(",", ":"))
@@ -98,7 +118,7 @@ async def plan(rt: Runtime, message: messages.JobMessage) -> None:
 
 async def _write_chunks(rt: Runtime, job_id: str, source: AsyncIterator[object]) -> list[tuple[int, int, int]]:
     """Pack and write every chunk's input blob; returns (chunk, start, count) per chunk."""
-    packer = Packer()
+    packer = Packer(budget=charge.chunk_budget())
     planned: list[tuple[int, int, int]] = []
     writes: set[asyncio.Task[None]] = set()
 
@@ -150,4 +170,4 @@ async def _bounded(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
     await asyncio.gather(*(one(call) for call in calls))
 
 
-__all__ = ["InvalidJob", "JobFailed", "plan"]
+__all__ = ["InvalidJob", "JobFailed", "message_token", "plan"]

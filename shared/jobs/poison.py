@@ -3,8 +3,9 @@
 Messages arrive here two ways: the host moves one after ``maxDequeueCount`` failed deliveries, and
 the job trigger moves an invalid one at once. Either way the body is copied verbatim to
 ``poison/{message id}.json`` in the jobs container (nothing is lost; the poison queue itself
-expires messages after 7 days), and the job it names, if any, ends ``failed``: with the reason
-already recorded when the job trigger rejected it, else with the last error seen on the job.
+expires messages after 7 days), and the job it provably belongs to (``shared.jobs.proof``), if
+any, ends ``failed``: with the reason already recorded when the job trigger rejected it, else with
+the last error seen on the job. A message that merely mentions a job id leaves that job alone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 
 from shared.jobs import layout
-from shared.jobs.dispatch import sniff_job_id
+from shared.jobs.dispatch import provable_job, sniff_job_id
 from shared.jobs.runtime import get_runtime
 from shared.jobs.store import FAILED
 
@@ -24,13 +25,13 @@ async def handle_poison(body: bytes, message_id: str) -> None:
     from azure.storage.blob import ContentSettings
 
     rt = await get_runtime()
-    job_id = sniff_job_id(body)
+    job_id, _ = await provable_job(body)
     name = layout.poison_blob(message_id)
     blob = rt.storage.blob.get_blob_client(rt.container, name)
     await blob.upload_blob(body, overwrite=True, metadata={"job_id": job_id or ""},
                            content_settings=ContentSettings(content_type="application/json"))
     logger.warning(json.dumps({"event": "message_poisoned", "message_id": message_id, "job_id": job_id,
-                               "blob": f"{rt.container}/{name}"}))
+                               "mentions": sniff_job_id(body), "blob": f"{rt.container}/{name}"}))
     if job_id is None:
         return
     row = await rt.store.get_row(job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -12,14 +13,16 @@ from shared.config import get_settings
 from shared.context import RequestContext
 from shared.errors import GatewayError, not_found
 from shared.gateway import Reply
-from shared.jobs import blobs, enqueue, layout, messages
+from shared.jobs import access, blobs, enqueue, layout, messages, proof
 from shared.jobs.ids import is_job_id, new_job_id
+from shared.jobs.outage import storage_errors
 from shared.jobs.runtime import Runtime, get_runtime
 from shared.jobs.store import FAILED, SUCCEEDED, JobState, clip, fields_for
 from shared.validation import parse_body, resolve_model
 
 ROUTE = "/api/v1/embeddings/jobs"
 _JSON = {"content-type": "application/json"}
+logger = logging.getLogger("gateway.jobs")
 
 
 class SubmitRequest(messages.StrictModel):
@@ -72,27 +75,39 @@ def _reply(status: int, body: dict[str, Any], headers: dict[str, str] | None = N
 
 
 async def submit(ctx: RequestContext, raw: bytes) -> Reply:
+    """Record the job (owned by the caller, with its proof token) and queue it; tokens are charged as it runs."""
     settings = get_settings()
     request = parse_body(raw, SubmitRequest)
     deployment = resolve_model(request.model, settings)
     ctx.model = deployment
-    rt = await get_runtime()
     job_id = new_job_id()
+    token = proof.new_token()
     message = messages.JobMessage.model_validate({
         "schema": messages.SCHEMA, "type": "job", "id": job_id, "model": request.model,
         "input": request.input,
         **({"dimensions": request.dimensions} if request.dimensions is not None else {}),
         **({"metadata": request.metadata} if request.metadata else {}),
+        "token": token, "owner": ctx.caller,
     }, strict=False)
-    fields = {**fields_for(message, deployment, "http"), "total": len(request.input)}
-    await rt.store.create(job_id, fields)
-    try:
-        await enqueue.send(rt.queue, await _queue_form(rt, message))
-    except Exception as exc:
-        await rt.store.fail(job_id, "enqueue_failed", clip(f"The job could not be queued: {type(exc).__name__}"))
-        raise
+    fields = {**fields_for(message, deployment, "http", token=token), "total": len(request.input)}
+    with storage_errors():
+        rt = await get_runtime()
+        await rt.store.create(job_id, fields)
+        try:
+            await enqueue.send(rt.queue, await _queue_form(rt, message))
+        except Exception as exc:
+            await _note_enqueue_failure(rt, job_id, exc)
+            raise
     state = JobState({"PartitionKey": job_id, **fields})
     return _reply(202, job_view(job_id, state, rt.container), {"location": f"{ROUTE}/{job_id}"})
+
+
+async def _note_enqueue_failure(rt: Runtime, job_id: str, exc: Exception) -> None:
+    """Mark the job failed if storage still lets us; the caller gets the original error either way."""
+    try:
+        await rt.store.fail(job_id, "enqueue_failed", clip(f"The job could not be queued: {type(exc).__name__}"))
+    except Exception:  # storage is likely what failed; the job row then stays queued, never run
+        logger.warning("could not mark job %s failed after an enqueue error", job_id, exc_info=True)
 
 
 async def _queue_form(rt: Runtime, message: messages.JobMessage) -> str:
@@ -108,36 +123,40 @@ async def _queue_form(rt: Runtime, message: messages.JobMessage) -> str:
     return messages.to_json(by_reference)
 
 
+def _no_such_job(job_id: str) -> GatewayError:
+    """One answer for "no such job" and "not yours", so ids of other callers' jobs reveal nothing."""
+    return not_found(f"No embedding job with id {job_id[:80]!r}.", param="id", code="job_not_found")
+
+
 def _job_id(value: str) -> str:
     if not is_job_id(value):
-        raise not_found(f"No embedding job with id {value[:80]!r}.", param="id", code="job_not_found")
+        raise _no_such_job(value)
     return value
 
 
-async def _load(rt: Runtime, job_id: str) -> JobState:
-    state = await rt.store.load(_job_id(job_id))
-    if state is None:
-        raise not_found(f"No embedding job with id {job_id!r}.", param="id", code="job_not_found")
-    return state
-
-
 async def status(ctx: RequestContext, job_id: str) -> Reply:
-    rt = await get_runtime()
-    return _reply(200, job_view(job_id, await _load(rt, job_id), rt.container))
+    with storage_errors():
+        rt = await get_runtime()
+        state = await rt.store.load(_job_id(job_id))
+    if state is None or not access.owns(state.row, ctx.caller):
+        raise _no_such_job(job_id)
+    return _reply(200, job_view(job_id, state, rt.container))
 
 
 async def results(ctx: RequestContext, job_id: str) -> Reply:
     """The results blob, streamed through as it downloads (memory stays flat)."""
-    rt = await get_runtime()
-    row = await rt.store.get_row(_job_id(job_id))
-    if row is None:
-        raise not_found(f"No embedding job with id {job_id!r}.", param="id", code="job_not_found")
-    state = JobState(row)
-    if state.status != SUCCEEDED:
-        detail = f": {row.get('error')}" if state.status == FAILED else "; poll the job until it has succeeded"
-        raise GatewayError(409, f"The job is {state.status}, it has no results{detail}.", code="job_not_succeeded")
-    blob = blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id))
-    events = await _open(blob)
+    with storage_errors():
+        rt = await get_runtime()
+        row = await rt.store.get_row(_job_id(job_id))
+        if row is None or not access.owns(row, ctx.caller):
+            raise _no_such_job(job_id)
+        state = JobState(row)
+        if state.status != SUCCEEDED:
+            detail = f": {row.get('error')}" if state.status == FAILED else "; poll the job until it has succeeded"
+            raise GatewayError(409, f"The job is {state.status}, it has no results{detail}.",
+                               code="job_not_succeeded")
+        blob = blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id))
+        events = await _open(blob)
     return Reply(200, headers={"content-type": blobs.NDJSON, "x-job-status": state.status}, events=events)
 
 

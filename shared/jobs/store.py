@@ -99,9 +99,18 @@ class JobState:
         return json.loads(raw) if isinstance(raw, str) and raw else None
 
 
-def fields_for(message: JobMessage, deployment: str | None, source: str) -> dict[str, Any]:
-    """The job row's fields at submission (``deployment`` once the model is resolved)."""
-    fields: dict[str, Any] = {"status": QUEUED, "model": message.model, "created_at": now(), "source": source}
+def fields_for(message: JobMessage, deployment: str | None, source: str, *, token: str,
+               owner: str | None = None) -> dict[str, Any]:
+    """The job row's fields at submission (``deployment`` once the model is resolved).
+
+    ``token`` proves the job's messages (``shared.jobs.proof``); ``owner`` is the caller who may read
+    the job and whose budget it spends (``shared.jobs.access``), the message's own when it names one.
+    """
+    fields: dict[str, Any] = {"status": QUEUED, "model": message.model, "created_at": now(), "source": source,
+                              "token": token}
+    owner = owner or message.owner
+    if owner is not None:
+        fields["owner"] = owner
     if deployment is not None:
         fields["deployment"] = deployment
     if message.dimensions is not None:

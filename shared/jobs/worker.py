@@ -2,8 +2,11 @@
 
 Order of effects, chosen so that a crash or redelivery at any point is harmless:
 
+0. refuse the message unless it carries its job's token (``shared.jobs.proof``);
 1. skip if the chunk row exists (done before) or the job has ended;
-2. embed (the only expensive, non-idempotent step, and the only one repeated after a crash);
+2. reserve the chunk's tokens in the job owner's budget (``shared.jobs.charge``: over budget, the
+   chunk goes back to the queue), embed (the only expensive, non-idempotent step, and the only one
+   repeated after a crash), and settle the reservation with the tokens the upstream reported;
 3. stage the result blocks under deterministic ids (re-staging replaces);
 4. write the chunk row (insert-or-replace, same values);
 5. try to finalize: whoever sees every chunk row commits the block list and ends the job.
@@ -14,7 +17,8 @@ from __future__ import annotations
 import json
 import logging
 
-from shared.jobs import blobs, layout
+from shared import tokens
+from shared.jobs import access, blobs, charge, layout, proof
 from shared.jobs.embed import Outcome, embed
 from shared.jobs.finalize import finalize
 from shared.jobs.messages import ChunkMessage
@@ -29,12 +33,16 @@ logger = logging.getLogger("gateway.jobs")
 
 async def run_chunk(rt: Runtime, message: ChunkMessage, pacer: Pacer) -> None:
     job_id = message.id
+    row = await rt.store.get_row(job_id)
+    if row is None:
+        raise proof.Unproven(f"chunk {message.chunk} names {job_id}, which has no job row")
+    if not proof.proves(row, message.token):
+        raise proof.Unproven(f"chunk {message.chunk} does not carry the token of {job_id}")
     if await rt.store.chunk_done(job_id, message.chunk):
         # A redelivery, or a worker that died between recording and finalizing: finalize is idempotent.
         await finalize(rt, job_id)
         return
-    row = await rt.store.get_row(job_id)
-    if row is None or JobState(row).status in TERMINAL:
+    if JobState(row).status in TERMINAL:
         return
     source = blobs.blob_client(rt.storage, rt.container, layout.chunk_blob(job_id, message.chunk))
     items = [Item.from_line(json.loads(line)) async for line in blobs.iter_lines(source)]
@@ -42,7 +50,13 @@ async def run_chunk(rt: Runtime, message: ChunkMessage, pacer: Pacer) -> None:
         raise RuntimeError(f"chunk {message.chunk} of {job_id} holds {len(items)} inputs, expected {message.count}")
 
     sendable = [item for item in items if item.text is not None]
-    outcome = await embed(sendable, message.model, message.dimensions, pacer) if sendable else Outcome({}, 0)
+    hold = charge.reserve(access.payer(row), sum(tokens.estimate(item.text or "") for item in sendable))
+    try:
+        outcome = await embed(sendable, message.model, message.dimensions, pacer) if sendable else Outcome({}, 0)
+    except BaseException:
+        charge.settle(hold, 0)
+        raise
+    charge.settle(hold, outcome.tokens)
 
     results = blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id))
     for part, data in iter_parts(items, outcome.vectors):

@@ -9,7 +9,10 @@ import { test } from "node:test";
 // "type": "module" (the page needs none), and the file must stay exactly what the browser gets.
 const source = await readFile(new URL("../../web/app.js", import.meta.url), "utf8");
 const app = await import(`data:text/javascript;base64,${Buffer.from(source).toString("base64")}`);
-const { createSSEParser, describeError, GatewayProblem, retryAfterSeconds, jobProgress, splitLines, defaultGateway } = app;
+const {
+  createSSEParser, describeError, GatewayProblem, retryAfterSeconds, jobProgress, splitLines, defaultGateway,
+  allowedOrigins, gatewayAllowed, ignoredGateway,
+} = app;
 
 const STREAM = [
   ": keep-alive comment\r\n",
@@ -78,9 +81,32 @@ test("job progress, input lines and the default gateway", () => {
   assert.equal(jobProgress({ status: "succeeded", counts: { total: 8, embedded: 7, failed: 1 } }), 100);
   assert.deepEqual(splitLines("a\r\nb\n\n  \nc\r"), ["a", "b", "c"]);
   const at = (href) => { const u = new URL(href); return { href, origin: u.origin, pathname: u.pathname }; };
+  const listed = (page, ...origins) => allowedOrigins(origins.join(" "), new URL(page).origin);
+  const g = listed("http://s.test/", "http://localhost:7071", "https://g.test", "https://saved.test");
   assert.equal(defaultGateway(at("https://app.test/api/ui/"), null), "https://app.test/api");
   assert.equal(defaultGateway(at("https://app.test/api/ui/index.html?x=1"), null), "https://app.test/api");
-  assert.equal(defaultGateway(at("http://s.test/index.html?gateway=https://g.test/api/"), "x"), "https://g.test/api");
-  assert.equal(defaultGateway(at("http://s.test/"), "https://saved.test/api"), "https://saved.test/api");
-  assert.equal(defaultGateway(at("http://s.test/"), null), "http://localhost:7071/api");
+  assert.equal(defaultGateway(at("http://s.test/index.html?gateway=https://g.test/api/"), "x", g), "https://g.test/api");
+  assert.equal(defaultGateway(at("http://s.test/"), "https://saved.test/api", g), "https://saved.test/api");
+  assert.equal(defaultGateway(at("http://s.test/"), null, g), "http://localhost:7071/api");
+});
+
+test("a crafted link cannot point the page (and its function key) at another gateway", () => {
+  const at = (href) => { const u = new URL(href); return { href, origin: u.origin, pathname: u.pathname }; };
+  const own = allowedOrigins("", "https://app.test");
+  assert.deepEqual([...own], ["https://app.test"]);
+  const evil = at("https://app.test/api/ui/?gateway=https://evil.test/api");
+  assert.equal(defaultGateway(evil, null, own), "https://app.test/api");
+  assert.equal(ignoredGateway(evil, own), "https://evil.test/api");
+  assert.equal(ignoredGateway(at("https://app.test/api/ui/?gateway=https://app.test/other"), own), null);
+  // Lookalikes: another scheme, port, a userinfo trick, a suffix; saved values are checked too.
+  const listed = allowedOrigins("https://gw.test  http://localhost:7071 not-a-url", "https://app.test");
+  assert.deepEqual([...listed].sort(), ["http://localhost:7071", "https://app.test", "https://gw.test"]);
+  for (const bad of ["http://gw.test/api", "https://gw.test:444/api", "https://gw.test@evil.test/api",
+    "https://gw.test.evil.test/api", "javascript:alert(1)", "data:text/plain,x"]) {
+    assert.equal(gatewayAllowed(bad, listed, "https://app.test/"), false, bad);
+  }
+  assert.equal(gatewayAllowed("https://gw.test/api", listed, "https://app.test/"), true);
+  assert.equal(gatewayAllowed("/api", listed, "https://app.test/ui/"), true);
+  assert.equal(defaultGateway(at("http://s.test/"), "https://evil.test/api", allowedOrigins("", "http://s.test")),
+    "http://s.test/api");
 });

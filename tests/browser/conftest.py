@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -87,12 +89,30 @@ def chromium(node: str) -> str:
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    """Static files from web/, no request logging on the test output, no caching between tests."""
+    """Static files from web/, no request logging on the test output, no caching between tests.
+
+    ``index.html`` lists the test gateway's origin in its ``gateway-origins`` meta tag, as whoever
+    hosts a copy of the page does for theirs (set once the gateway's port is known).
+    """
 
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".css": "text/css"}
+    gateway_origins: str | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def do_GET(self) -> None:
+        if self.gateway_origins is None or urlsplit(self.path).path not in ("/", "/index.html"):
+            super().do_GET()
+            return
+        page = re.sub(r'(<meta name="gateway-origins" content=")[^"]*(">)',
+                      lambda m: m.group(1) + str(self.gateway_origins) + m.group(2),
+                      (WEB / "index.html").read_text(), count=1).encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/html; charset=utf-8")
+        self.send_header("content-length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
 
     def end_headers(self) -> None:
         self.send_header("cache-control", "no-store")
@@ -149,7 +169,11 @@ def browser_stack(origins: Origins) -> Iterator[Stack]:
     }
     with Stack(ROOT, host, simulator=True, simulator_port=sim, azurite=True, azurite_ports=(blob, queue, table),
                env=env) as running:
-        yield running
+        _QuietHandler.gateway_origins = running.host_url
+        try:
+            yield running
+        finally:
+            _QuietHandler.gateway_origins = None
 
 
 @pytest.fixture(scope="package")

@@ -208,6 +208,36 @@ const scenarios = {
   },
 };
 
+/**
+ * A crafted link (?gateway= somewhere else): where does the page send requests and the key?
+ * Chats once, then tries to switch to args.typed by hand; returns every URL the page requested.
+ */
+scenarios.craftedLink = async (page) => {
+  const requested = [];
+  page.on("request", (req) => requested.push({ url: req.url(), key: req.headers()["x-functions-key"] ?? null }));
+  await open(page, args.url);
+  await page.waitForSelector("#banner:not([hidden])", { timeout: 5000 }).catch(() => {});
+  const result = {
+    gatewayField: await page.inputValue("#gateway"),
+    banner: (await page.isVisible("#banner")) ? await page.innerText("#banner") : "",
+    bannerKind: await page.getAttribute("#banner", "data-kind"),
+  };
+  await page.fill("#key", args.key);
+  await page.click("#connect");
+  await page.waitForFunction(() => document.body.dataset.models === "loaded", null, { timeout: 15000 });
+  await page.fill("#prompt", args.prompt);
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelector(".msg.assistant")?.dataset.state === "done", null, { timeout: 20000 });
+  result.reply = await page.textContent(".msg.assistant .text");
+  await page.fill("#gateway", args.typed);
+  await page.click("#connect");
+  await page.waitForFunction(() => document.body.dataset.models === "error", null, { timeout: 15000 });
+  result.typedBanner = await page.innerText("#banner");
+  result.saved = await page.evaluate(() => localStorage.getItem("gateway-url"));
+  await shot(page, "crafted");
+  return { ...result, requested };
+};
+
 const launchOptions = { executablePath: args.chromium, headless: true, args: FLAGS };
 
 if (scenarioName === "serve") {

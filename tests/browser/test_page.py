@@ -8,11 +8,16 @@ Screenshots: test-artifacts/browser/<test name>-<step>.png.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import httpx
+import pytest
 
+from devhost.ports import LOCALHOST, free_ports
 from tests.browser.conftest import Drive, Origins
 from tests.e2e.conftest import Sim
 
@@ -166,3 +171,58 @@ def test_cross_origin_page_is_refused_with_a_plain_error(drive: Drive, sim: Sim,
     refused = http.get("/api/v1/models", headers={"origin": origins.refused.origin})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "origin_not_allowed"
     assert "access-control-allow-origin" not in refused.headers
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A gateway someone else runs: answers everything (CORS included) and keeps what it was sent."""
+
+    hits: ClassVar[list[tuple[str, str, str | None]]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self) -> None:
+        self.hits.append((self.command, self.path, self.headers.get("x-functions-key")))
+        body = b'{"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]}'
+        self.send_response(200)
+        for name, value in (("access-control-allow-origin", "*"), ("access-control-allow-headers", "*"),
+                            ("access-control-allow-methods", "*"), ("content-type", "application/json"),
+                            ("content-length", str(len(body)))):
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_OPTIONS = _answer
+
+
+@pytest.fixture(scope="module")
+def elsewhere() -> Iterator[str]:
+    """The origin of a gateway the page must never talk to unless its host listed it."""
+    server = ThreadingHTTPServer((LOCALHOST, free_ports(1)[0]), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{LOCALHOST}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("hosted", ["function app", "static copy"])
+def test_a_crafted_link_cannot_send_the_key_or_prompts_elsewhere(drive: Drive, sim: Sim, page_url: str,
+                                                                 origins: Origins, gateway: str, elsewhere: str,
+                                                                 hosted: str) -> None:
+    sim.configure(**STREAM)
+    _Recorder.hits.clear()
+    link = f"{elsewhere}/api"
+    url = f"{page_url}?gateway={link}" if hosted == "function app" else origins.allowed.page(link)
+    seen = drive("craftedLink", url=url, key="pasted-secret-key", prompt="my private question", typed=link,
+                 tag=hosted.replace(" ", "-"))
+    assert _Recorder.hits == [], "the page sent requests to a gateway its host never listed"
+    assert not [r for r in seen["requested"] if r["url"].startswith(elsewhere)]
+    assert seen["gatewayField"] == gateway, "the page kept to the gateway it may use"
+    assert seen["bannerKind"] == "gateway" and "Ignored the gateway in this link" in seen["banner"]
+    assert seen["reply"].startswith("Simulated reply to: my private question")
+    assert "Not allowed: this page only talks to" in seen["typedBanner"]
+    assert seen["saved"] != link
+    # The key did go where it belongs.
+    assert any(r["key"] == "pasted-secret-key" and r["url"].startswith(gateway) for r in seen["requested"])

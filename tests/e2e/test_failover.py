@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -139,11 +140,26 @@ def test_responses_affinity_follows_the_creating_backend(
     assert "(turn 3)" in stream[-1].response.output_text
 
 
+def _record_owner(connection: str, response_id: str, caller: str) -> None:
+    """What the gateway instance that created a response writes to the shared ownership table."""
+    from azure.data.tables.aio import TableServiceClient
+
+    from shared.ownership import TABLE, TableOwnerStore
+
+    async def write() -> None:
+        async with TableServiceClient.from_connection_string(connection) as service:
+            await TableOwnerStore(service.get_table_client(TABLE)).insert(response_id, caller)
+
+    asyncio.run(write())
+
+
 def test_a_response_created_elsewhere_is_found_by_probing(
-        client: Client, primary: SimulatorProcess, secondary: SimulatorProcess) -> None:
-    # Created straight on the secondary (as if through another gateway instance).
+        client: Client, primary: SimulatorProcess, secondary: SimulatorProcess, stack: Stack) -> None:
+    # Created straight on the secondary, and recorded as another gateway instance would have
+    # (this SDK client sends no function key: the caller is "anonymous").
     created = httpx.post(f"{secondary.api_url}/responses", headers={"api-key": "x"},
                          json={"model": client.model, "input": "elsewhere"}).json()
+    _record_owner(stack.storage_connection_string or "", created["id"], "anonymous")
     assert client.sdk.responses.retrieve(created["id"]).id == created["id"]
     client.sdk.responses.delete(created["id"])
     with pytest.raises(openai.NotFoundError):

@@ -145,7 +145,7 @@ def _reset_process_state() -> None:
     get_retry_policy.cache_clear()
     reset_storage()
     reset_runtime()
-    shared.clients._openai_client = None
+    shared.clients._openai_clients.clear()
     shared.jobs.pacer.reset_pacers()
 
 

@@ -94,7 +94,8 @@ def test_http_errors_are_openai_shaped(e2e: JobStack) -> None:
 
 def test_job_enqueued_with_the_helper(e2e: JobStack) -> None:
     inputs = [{"id": f"k{i}", "text": t} for i, t in enumerate(texts(2500, "helper"))]
-    job_id = client.submit_job_sync(inputs, model="embed", dimensions=16, connection_string=e2e.connection_string)
+    job_id = client.submit_job_sync(inputs, model="embed", dimensions=16, owner="anonymous",
+                                    connection_string=e2e.connection_string)
     done = wait_done(e2e, job_id)
     assert done["counts"] == {"total": 2500, "embedded": 2500, "failed": 0}
     verify(e2e, job_id, inputs, dims=16)
@@ -103,13 +104,13 @@ def test_job_enqueued_with_the_helper(e2e: JobStack) -> None:
 def test_job_whose_inputs_come_from_a_blob(e2e: JobStack) -> None:
     inputs: list[Any] = [*texts(100, "blob"), "x " * 20000]
     with BlobServiceClient.from_connection_string(e2e.connection_string) as service:
-        container = service.get_container_client("producer-data")
+        container = service.get_container_client(CONTAINER)
         if not container.exists():
             container.create_container()
-        container.upload_blob("batch-1.jsonl", "\n".join(json.dumps(v) for v in inputs), overwrite=True)
-    job_id = client.submit_job_sync(model="embed", input_blob=messages.BlobRef(container="producer-data",
-                                                                              name="batch-1.jsonl"),
-                                    dimensions=8, connection_string=e2e.connection_string)
+        container.upload_blob("inputs/batch-1.jsonl", "\n".join(json.dumps(v) for v in inputs), overwrite=True)
+    job_id = client.submit_job_sync(model="embed", input_blob=messages.BlobRef(container=CONTAINER,
+                                                                              name="inputs/batch-1.jsonl"),
+                                    dimensions=8, owner="anonymous", connection_string=e2e.connection_string)
     done = wait_done(e2e, job_id)
     assert done["counts"] == {"total": 101, "embedded": 100, "failed": 1}
     verify(e2e, job_id, inputs, dims=8, failed={100: "input_too_long"})
@@ -118,7 +119,7 @@ def test_job_whose_inputs_come_from_a_blob(e2e: JobStack) -> None:
 def test_poison_message_fails_its_job_and_is_kept(e2e: JobStack) -> None:
     job_id = new_job_id()
     send_raw(e2e, json.dumps({"schema": "embedding-job/v1", "type": "job", "id": job_id, "model": "embed",
-                              "input": "not a list"}))
+                              "input": "not a list", "owner": "anonymous"}))
     done = wait_done(e2e, job_id, timeout=30)
     assert done["status"] == "failed" and done["error"]["code"] == "invalid_message"
     assert "input" in done["error"]["message"]
@@ -136,7 +137,8 @@ def test_poison_message_fails_its_job_and_is_kept(e2e: JobStack) -> None:
 
 def test_duplicated_message_gives_one_set_of_results(e2e: JobStack) -> None:
     inputs = texts(1500, "dup")
-    message = client.build_message(job_id=new_job_id(), model="embed", inputs=inputs[:10], dimensions=8)
+    message = client.build_message(job_id=new_job_id(), model="embed", inputs=inputs[:10], dimensions=8,
+                                   owner="anonymous")
     body = messages.to_json(message)
     for _ in range(3):
         send_raw(e2e, body)

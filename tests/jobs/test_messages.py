@@ -30,6 +30,10 @@ VALID: list[dict[str, Any]] = [
     CHUNK,
     {**CHUNK, "dimensions": 64, "deferrals": 3},
     {**BASE, "input": ["a"], "dimensions": 256.0},  # an integer, for JSON Schema
+    {**BASE, "input": ["a"], "token": "t" * 32, "owner": "key:0123456789abcdef"},
+    {**BASE, "input": ["a"], "owner": "principal:6f1c2d3e-aaaa-bbbb-cccc-0123456789ab"},
+    {**BASE, "input": ["a"], "owner": "anonymous"},
+    {**CHUNK, "token": "Abc_-" * 8},
 ]
 
 INVALID: list[dict[str, Any]] = [
@@ -55,6 +59,12 @@ INVALID: list[dict[str, Any]] = [
     {**BASE, "input_blob": {"name": ""}},
     {**BASE, "input_blob": {"container": "Bad_Name", "name": "x"}},
     {**BASE, "input_blob": "x.jsonl"},
+    {**BASE, "input": ["a"], "token": "short"},
+    {**BASE, "input": ["a"], "token": "has space" * 4},
+    {**BASE, "input": ["a"], "owner": "key:NOTHEX0123456789"},
+    {**BASE, "input": ["a"], "owner": "queue"},
+    {**BASE, "input": ["a"], "owner": "principal:a b"},
+    {**CHUNK, "owner": "anonymous"},
     {**CHUNK, "count": 0},
     {**CHUNK, "count": 2049},
     {**CHUNK, "chunk": -1},

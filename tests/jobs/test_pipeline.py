@@ -17,6 +17,8 @@ from shared.jobs.ids import new_job_id
 from tests.jobs.harness import Pipeline, check_results
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="session")]
+# The harness reads status as the local, keyless caller; queued jobs name it as their owner to be readable.
+OWNER = "anonymous"
 
 
 def texts(n: int, prefix: str = "text") -> list[str]:
@@ -48,8 +50,9 @@ async def test_large_http_job_goes_through_a_blob_and_several_chunks(pipeline: P
 
 async def test_job_enqueued_with_the_helper(pipeline: Pipeline) -> None:
     inputs = [{"id": f"d{i}", "text": t} for i, t in enumerate(texts(20))]
-    job_id = await client.submit_job(inputs, model="embed", dimensions=16, storage=pipeline.runtime.storage,
-                                     queue=pipeline.runtime.queue.queue_name, container=pipeline.runtime.container)
+    job_id = await client.submit_job(inputs, model="embed", dimensions=16, owner=OWNER,
+                                     storage=pipeline.runtime.storage, queue=pipeline.runtime.queue.queue_name,
+                                     container=pipeline.runtime.container)
     queued = await pipeline.status(job_id)  # the helper records the job, so it is visible at once
     assert queued["status"] == "queued" and queued["model"] == "embed"
     done = await pipeline.run_until_done(job_id)
@@ -59,7 +62,7 @@ async def test_job_enqueued_with_the_helper(pipeline: Pipeline) -> None:
 
 async def test_helper_moves_big_inputs_to_a_blob(pipeline: Pipeline) -> None:
     inputs = texts(3000, prefix="a somewhat longer text to pass the queue message limit")
-    job_id = await client.submit_job(inputs, model="embed", dimensions=8, storage=pipeline.runtime.storage,
+    job_id = await client.submit_job(inputs, model="embed", dimensions=8, owner=OWNER, storage=pipeline.runtime.storage,
                                      queue=pipeline.runtime.queue.queue_name, container=pipeline.runtime.container)
     (queued,) = await pipeline.queued_messages()
     assert queued["input_blob"]["name"] == layout.input_blob(job_id)
@@ -70,9 +73,9 @@ async def test_helper_moves_big_inputs_to_a_blob(pipeline: Pipeline) -> None:
 
 async def test_inputs_from_a_blob_the_producer_wrote(pipeline: Pipeline) -> None:
     inputs: list[Any] = [*texts(10), {"id": "x", "text": "with id"}, "lorem ipsum " * 5000]
-    blob = pipeline.runtime.storage.blob.get_blob_client(pipeline.runtime.container, "uploads/corpus.jsonl")
+    blob = pipeline.runtime.storage.blob.get_blob_client(pipeline.runtime.container, "inputs/corpus.jsonl")
     await blob.upload_blob("\n".join(json.dumps(v) for v in inputs) + "\n\n", overwrite=True)
-    job_id = await client.submit_job(model="embed", input_blob="uploads/corpus.jsonl", dimensions=8,
+    job_id = await client.submit_job(model="embed", input_blob="inputs/corpus.jsonl", dimensions=8, owner=OWNER,
                                      storage=pipeline.runtime.storage, queue=pipeline.runtime.queue.queue_name)
     done = await pipeline.run_until_done(job_id)
     assert done["counts"] == {"total": 12, "embedded": 11, "failed": 1}
@@ -86,7 +89,7 @@ async def _enqueue_raw(pipeline: Pipeline, body: str) -> None:
 async def test_invalid_message_is_poisoned_at_once_and_fails_its_job(pipeline: Pipeline) -> None:
     job_id = new_job_id()
     await _enqueue_raw(pipeline, json.dumps({"schema": "embedding-job/v1", "type": "job", "id": job_id,
-                                             "model": "embed", "input": [42]}))
+                                             "model": "embed", "input": [42], "owner": OWNER}))
     status = await pipeline.run_until_done(job_id)
     assert status["status"] == "failed"
     assert status["error"]["code"] == "invalid_message"
@@ -109,7 +112,7 @@ async def test_garbage_is_kept_even_without_a_job(pipeline: Pipeline) -> None:
 
 
 async def test_unknown_model_fails_the_job(pipeline: Pipeline) -> None:
-    job_id = await client.submit_job(["x"], model="gpt-nope", storage=pipeline.runtime.storage,
+    job_id = await client.submit_job(["x"], model="gpt-nope", owner=OWNER, storage=pipeline.runtime.storage,
                                      queue=pipeline.runtime.queue.queue_name)
     status = await pipeline.run_until_done(job_id)
     assert status["status"] == "failed" and status["error"]["code"] == "invalid_job"
@@ -118,13 +121,13 @@ async def test_unknown_model_fails_the_job(pipeline: Pipeline) -> None:
 
 async def test_duplicated_job_message_gives_one_set_of_results(pipeline: Pipeline) -> None:
     inputs = texts(2500)
-    message = client.build_message(job_id=new_job_id(), model="embed", inputs=inputs, dimensions=8)
+    message = client.build_message(job_id=new_job_id(), model="embed", inputs=inputs, dimensions=8, owner=OWNER)
     body = messages.to_json(message)
     # Too big for one message: the producer's claim check, sent twice.
-    blob = pipeline.runtime.storage.blob.get_blob_client(pipeline.runtime.container, "dup/in.jsonl")
+    blob = pipeline.runtime.storage.blob.get_blob_client(pipeline.runtime.container, "inputs/dup/in.jsonl")
     await blob.upload_blob("\n".join(json.dumps(t) for t in inputs), overwrite=True)
     body = messages.to_json(message.model_copy(update={"input": None,
-                                                       "input_blob": messages.BlobRef(name="dup/in.jsonl")}))
+                                                       "input_blob": messages.BlobRef(name="inputs/dup/in.jsonl")}))
     await _enqueue_raw(pipeline, body)
     await _enqueue_raw(pipeline, body)
     done = await pipeline.run_until_done(message.id)

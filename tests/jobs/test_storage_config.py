@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.storage import DEVELOPMENT_STORAGE, StorageConfig, StorageNotConfigured, build_credential
+from shared.identity import DEVELOPER, Identity
+from shared.storage import DEVELOPMENT_STORAGE, StorageConfig, StorageNotConfigured
 
 
 def test_development_storage_is_canonicalised() -> None:
@@ -32,14 +33,14 @@ def test_identity_based_connection() -> None:
     })
     assert config.connection_string is None
     assert config.service_uri("table") == "https://acct.table.core.windows.net"
-    credential = build_credential(config)
-    assert type(credential).__name__ == "ManagedIdentityCredential"
+    # Which credential each identity gets is tested in tests/unit/test_identity.py.
+    assert config.identity == Identity(managed=True, client_id="00000000-0000-0000-0000-000000000001")
 
 
 def test_account_name_gives_all_three_uris() -> None:
     config = StorageConfig.from_env({"AzureWebJobsStorage__accountName": "acct"})
     assert config.service_uri("queue") == "https://acct.queue.core.windows.net"
-    assert type(build_credential(config)).__name__ == "DefaultAzureCredential"
+    assert config.identity == DEVELOPER
 
 
 def test_missing_connection_is_explained() -> None:

@@ -71,7 +71,7 @@ def test_retrieve_and_delete(client: openai.OpenAI) -> None:
     assert fetched.id == created.id and fetched.output_text == created.output_text
     deleted = client.responses.with_raw_response.delete(created.id)
     assert deleted.http_request.method == "DELETE"
-    assert json.loads(deleted.text) == {"id": created.id, "object": "response", "deleted": True}
+    assert json.loads(deleted.text) == {"id": created.id, "object": "response.deleted", "deleted": True}
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(created.id)
     with pytest.raises(openai.NotFoundError):

@@ -37,12 +37,13 @@ async def test_complete_events_pass_through_unchanged() -> None:
 
 
 async def test_split_events_are_joined_before_sending() -> None:
-    out = await collect(Chunks([b"event: a\nda", b"ta: 1\n\nevent: b\n", b"data: 2\n\n"]))
-    assert out == [b"event: a\ndata: 1\n\n", b"event: b\ndata: 2\n\n"]
+    out = await collect(Chunks([b"event: a\nda", b"ta: 1\n\nevent: b\n", b"data: 2\n\n", b"data: [DONE]\n\n"]))
+    assert out == [b"event: a\ndata: 1\n\n", b"event: b\ndata: 2\n\n", b"data: [DONE]\n\n"]
 
 
 async def test_crlf_framing_is_understood() -> None:
-    assert await collect(Chunks([b"data: 1\r\n\r\ndata: 2", b"\r\n\r\n"])) == [b"data: 1\r\n\r\n", b"data: 2\r\n\r\n"]
+    out = await collect(Chunks([b"data: 1\r\n\r\ndata: [DONE]", b"\r\n\r\n"]))
+    assert out == [b"data: 1\r\n\r\n", b"data: [DONE]\r\n\r\n"]
 
 
 async def test_connection_loss_ends_with_an_error_event_on_a_boundary() -> None:
@@ -66,3 +67,44 @@ async def test_deadline_stops_a_stream_that_runs_too_long() -> None:
     assert out[0] == b"data: 1\n\n"
     assert json.loads(out[1].split(b"data: ", 1)[1])["error"]["code"] == "upstream_timeout"
     assert len(out) == 2
+
+
+# --- a clean close is not enough: the stream must have ended with its terminator --------------------
+
+def _code(event: bytes) -> str:
+    assert event.startswith(b"event: error\ndata: ") and event.endswith(b"\n\n")
+    return str(json.loads(event.split(b"data: ", 1)[1])["error"]["code"])
+
+
+async def test_clean_close_before_done_ends_with_an_error_event() -> None:
+    out = await collect(Chunks([b"data: {\"choices\": []}\n\n"]))
+    assert out[0] == b"data: {\"choices\": []}\n\n"
+    assert _code(out[1]) == "upstream_stream_incomplete"
+
+
+async def test_clean_close_inside_an_event_drops_it_and_ends_with_an_error_event() -> None:
+    out = await collect(Chunks([b"data: 1\n\n", b"data: {\"partial"]))
+    assert out[0] == b"data: 1\n\n" and b"partial" not in b"".join(out)
+    assert _code(out[1]) == "upstream_stream_incomplete"
+
+
+async def test_terminator_without_its_blank_line_is_relayed_whole() -> None:
+    assert await collect(Chunks([b"data: 1\n\n", b"data: [DONE]\n"])) == [b"data: 1\n\n", b"data: [DONE]\n\n"]
+
+
+async def test_responses_terminal_events_end_a_stream() -> None:
+    for kind in ("response.completed", "response.failed", "response.incomplete", "error"):
+        event = b"event: %s\ndata: {\"type\": \"%s\"}\n\n" % (kind.encode(), kind.encode())
+        assert await collect(Chunks([b"event: response.created\ndata: {}\n\n", event])) == [
+            b"event: response.created\ndata: {}\n\n", event]
+
+
+async def test_responses_stream_cut_after_a_delta_is_incomplete() -> None:
+    delta = b'event: response.output_text.delta\ndata: {"type": "response.output_text.delta"}\n\n'
+    out = await collect(Chunks([delta]))
+    assert out[0] == delta and _code(out[1]) == "upstream_stream_incomplete"
+
+
+async def test_a_chat_error_chunk_ends_a_stream() -> None:
+    error = b'data: {"error": {"message": "content filtered", "code": "content_filter"}}\n\n'
+    assert await collect(Chunks([b"data: 1\n\n", error])) == [b"data: 1\n\n", error]
