@@ -1,18 +1,23 @@
 """The Azure Functions app: registers the blueprints, nothing else.
 
-Every HTTP route uses the FastAPI extension's request/response types, which is what lets the host
-stream responses (see ``blueprints/``); ``/api/v1/*`` routes require a function key in Azure.
+The routes are listed once, in ``shared/routes.py``; ``blueprints/functions.py`` turns each into an
+HTTP function (FastAPI extension types, which is what lets the host stream) and holds the
+embedding-jobs queue triggers. ``/api/v1/*`` routes require a function key in Azure.
 """
 
-import azure.functions as func
+from shared.lazy import importing_without_gc, warm_up_in_background
 
-from blueprints import chat, embeddings, jobs, meta, responses, ui
-from shared.lazy import warm_up_in_background
+# Indexing imports the Functions library and the FastAPI extension (most of a cold start): no
+# garbage collection meanwhile, then what they built is frozen out of later collections' way.
+with importing_without_gc():
+    import azure.functions as func
+
+    from blueprints import functions
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (chat.bp, responses.bp, embeddings.bp, jobs.bp, meta.bp, ui.bp):
-    app.register_functions(blueprint)
+app.register_functions(functions.bp)
 
-# The OpenAI SDK loads while the host finishes starting, not inside the first request (cold start).
+# The request pipeline and the OpenAI SDK load while the host finishes starting, not inside the first
+# request (cold start).
 warm_up_in_background()

@@ -1,7 +1,9 @@
 """``python -m bench``: every benchmark in one command; ``--smoke`` for CI-sized runs.
 
 Writes ``bench.json`` (everything, machine details included), ``latency.png`` and ``table.md``
-(the Markdown for the README) into the output folder, and prints the table. Benchmarks measure,
+(the Markdown for the README) into the output folder, and prints the table; ``--floor-only`` writes
+``floor.json`` and ``floor.md`` instead. Runs that write to ``bench/results`` also copy their
+Markdown into the README's marked blocks (``bench/readme.py``). Benchmarks measure,
 they never fail a build: the exit code is non-zero only when a benchmark could not run at all.
 """
 
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, concurrency, jobs, machine, profile, report, scenarios, servers
+from bench import coldstart, concurrency, jobs, machine, profile, readme, report, scenarios, servers
 from bench.plot import plot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +40,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs-1m", action="store_true", help="also run the 1M-input embedding job (long)")
     parser.add_argument("--concurrency-only", action="store_true",
                         help="only the streams-per-worker measurement (writes concurrency.json/.md, not bench.json)")
+    parser.add_argument("--floor-only", action="store_true",
+                        help="only the gateway against the floor at concurrency 1 and 64 (about 7 minutes; "
+                             "writes floor.json/.md, not bench.json)")
     parser.add_argument("--report-only", type=Path, default=None, metavar="BENCH_JSON",
                         help="rebuild table.md and latency.png from an existing bench.json")
     return parser.parse_args(argv)
@@ -83,32 +88,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unknown = items - set(ITEMS)
     if unknown:
         raise SystemExit(f"unknown item(s) {sorted(unknown)}; choose from {ITEMS}")
-    plan = scenarios.SMOKE if args.smoke else scenarios.FULL
+    floor_only = getattr(args, "floor_only", False)
+    plan = scenarios.FLOOR if floor_only else scenarios.SMOKE if args.smoke else scenarios.FULL
     if args.repeats:
         plan = scenarios.Plan(**{**plan.__dict__, "repeats": args.repeats})
     started = time.perf_counter()
     command = ("python -m bench" + (" --smoke" if args.smoke else "")
                + (" --concurrency-only" if getattr(args, "concurrency_only", False) else "")
+               + (" --floor-only" if floor_only else "")
                + (f" --repeats {args.repeats}" if args.repeats else ""))
     results: dict[str, Any] = {"meta": {
         "command": command,
-        "mode": "smoke" if args.smoke else "full",
+        "mode": "floor" if floor_only else "smoke" if args.smoke else "full",
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine.describe(),
         "pinning": "not pinned",
     }}
-    with_litellm = "load" in items and not args.no_litellm and not args.smoke
+    with_litellm = "load" in items and not args.no_litellm and not args.smoke and not floor_only
     srv = servers.start(with_litellm=with_litellm, pin_cpus=not args.no_pin)
     try:
         if srv.pinned:
-            results["meta"]["pinning"] = (f"proxy under test (gateway or LiteLLM) on CPU {servers.PROXY_CPU}; "
+            results["meta"]["pinning"] = (f"proxy under test (gateway, floor or LiteLLM) on CPU {servers.PROXY_CPU}; "
                                           f"simulator and load generator on CPU {servers.CLIENT_CPU}")
         results["peer"] = srv.litellm_status or {"available": False,
-                                                 "reason": "skipped (--smoke or --no-litellm)"}
+                                                 "reason": "skipped (--smoke, --floor-only or --no-litellm)"}
         if "load" in items:
             _log(f"load: targets {sorted(srv.targets)}; plan {plan}")
-            results["load"] = scenarios.run_matrix(srv, plan, log=_log)
-            results["loadgen_check"] = {**_loadgen_check(results["load"]), **_compare_clients(srv, plan)}
+            results["load"] = scenarios.run_matrix(srv, plan, log=_log, saturation=not floor_only)
+            results["load"]["ratios"] = report.ratios(results["load"])
+            results["loadgen_check"] = _loadgen_check(results["load"])
+            if not floor_only:
+                results["loadgen_check"].update(_compare_clients(srv, plan))
         if "profile" in items and not args.smoke:
             _log("profile (py-spy) of the gateway at saturation")
             results["profile"] = profile.run(srv, seconds=8.0, concurrency=plan.saturation_concurrency)
@@ -153,14 +163,36 @@ def write_concurrency(results: dict[str, Any], out: Path) -> str:
     return table
 
 
+def write_floor(results: dict[str, Any], out: Path) -> str:
+    """floor.json and floor.md: kept apart so ``--floor-only`` leaves bench.json alone."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "floor.json").write_text(json.dumps(results, indent=1) + "\n")
+    table = report.markdown(results, title="Against the floor")
+    (out / "floor.md").write_text(table)
+    _copy_to_readme(out, "floor", table)
+    return table
+
+
+def _copy_to_readme(out: Path, block: str, table: str) -> None:
+    if out.resolve() != RESULTS.resolve():
+        return
+    if readme.update(block, table):
+        _log(f"README.md: block bench:{block} updated")
+    else:
+        _log(f"README.md has no bench:{block} block: not updated")
+
+
 def write(results: dict[str, Any], out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
+    if results.get("load"):
+        results["load"]["ratios"] = report.ratios(results["load"])
     (out / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
     table = report.markdown(results)
     if results.get("concurrency"):
         write_concurrency(results, out)
         table = table.rstrip("\n") + "\n\n" + "\n".join(concurrency.markdown(results["concurrency"])) + "\n"
     (out / "table.md").write_text(table)
+    _copy_to_readme(out, "table", table)
     if results.get("load"):
         problem = plot(results, out / "latency.png")
         if problem:
@@ -173,16 +205,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report_only:
         results = json.loads(args.report_only.read_text())
         _rejudge(results)
-        print(write(results, args.out or args.report_only.parent))
+        folder = args.out or args.report_only.parent
+        print(write_floor(results, folder) if results["meta"].get("mode") == "floor" else write(results, folder))
         return 0
     out = args.out or (Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else RESULTS)
+    if args.floor_only:
+        args.only = "load"
+        print(write_floor(run(args), out))
+        _log(f"results in {out}")
+        return 0
     if args.concurrency_only:
         args.only = "concurrency"
         print(write_concurrency(run(args), out))
         _log(f"results in {out}")
         return 0
     results = run(args)
+    previous = out / "bench.json"
+    if set(_items(args)) != set(ITEMS) and not args.smoke and previous.exists():
+        results = merge(json.loads(previous.read_text()), results, _items(args))
     table = write(results, out)
     print(table)
     _log(f"results in {out}")
     return 0
+
+
+# Where each item's figures live in bench.json.
+RESULT_KEYS = {"load": ("load", "loadgen_check", "peer"), "profile": ("profile",), "coldstart": ("coldstart",),
+               "concurrency": ("concurrency",), "jobs": ("embedding_jobs",)}
+
+
+def _items(args: argparse.Namespace) -> list[str]:
+    return [item.strip() for item in args.only.split(",") if item.strip()]
+
+
+def merge(previous: dict[str, Any], partial: dict[str, Any], items: Sequence[str]) -> dict[str, Any]:
+    """A partial run (``--only``) replaces its own items in the stored results and keeps the rest.
+
+    The stored run's meta stays; the partial run is listed under ``meta.updates`` (command, start,
+    items, machine load), and the table says which figures came from it.
+    """
+    merged = dict(previous)
+    for item in items:
+        for key in RESULT_KEYS[item]:
+            if key in partial:
+                merged[key] = partial[key]
+    meta = partial["meta"]
+    update = {"command": meta["command"] + f" --only {','.join(items)}", "started": meta["started"],
+              "items": list(items), "loadavg_at_start": meta["machine"]["loadavg_at_start"],
+              "duration_s": meta.get("duration_s")}
+    merged["meta"] = {**previous["meta"], "updates": [*previous["meta"].get("updates", []), update]}
+    return merged

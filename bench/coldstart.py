@@ -3,7 +3,8 @@
 Three measurements, each in fresh processes and repeated:
 
 * ``import function_app`` alone (what Azure's worker does when it indexes the app), next to a bare
-  ``python -c pass`` so interpreter start-up can be told apart;
+  ``python -c pass`` so interpreter start-up can be told apart; wall time (the target, under 0.4 s)
+  and the process's CPU time, which other people's jobs on a shared machine disturb far less;
 * spawn of the local host to the first 200 from ``GET /api/health`` (no upstream call), and to the
   first 200 from a chat completion (builds the upstream client and opens its first connection).
   The host binds its port before importing the app, so the request is sent as soon as the port
@@ -45,13 +46,18 @@ def _env(simulator_url: str) -> dict[str, str]:
     return env
 
 
-def _timed_import(env: dict[str, str]) -> tuple[float, float]:
-    """(seconds inside the interpreter to import function_app, seconds from spawn to exit)."""
-    code = "import time; t = time.perf_counter(); import function_app; print(time.perf_counter() - t)"
+IMPORT_TARGET_S = 0.4
+
+
+def _timed_import(env: dict[str, str]) -> tuple[float, float, float]:
+    """(wall seconds inside the interpreter to import function_app, its CPU seconds, seconds spawn to exit)."""
+    code = ("import time; t, c = time.perf_counter(), time.process_time(); import function_app; "
+            "print(time.perf_counter() - t, time.process_time() - c)")
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120, check=True)
-    return float(done.stdout.strip()), time.perf_counter() - started
+    wall, cpu = (float(x) for x in done.stdout.split())
+    return wall, cpu, time.perf_counter() - started
 
 
 def _bare_python() -> float:
@@ -117,14 +123,17 @@ def importtime(env: dict[str, str], top: int = 12) -> dict[str, Any]:
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
-        _, self_us, cumulative_us, name = (part.strip() for part in line.replace("import time:", "|", 1).split("|"))
+        _, self_us, cumulative_us, name = line.replace("import time:", "|", 1).split("|")
+        self_us, cumulative_us = self_us.strip(), cumulative_us.strip()
         if not self_us.isdigit():
             continue
         module = name.strip()
         by_package[module.split(".")[0]] += int(self_us)
-        depth = (len(name) - len(name.lstrip())) // 2
+        depth = (len(name) - len(name.lstrip()) - 1) // 2  # one space after the bar, then two per level
         if depth <= 2:
-            heavy.append((int(cumulative_us), name.rstrip()))
+            heavy.append((int(cumulative_us), module))
+        if module == "function_app":
+            break  # what follows is the background warm-up, not the import
     total = sum(by_package.values())
     packages = sorted(by_package.items(), key=lambda kv: kv[1], reverse=True)[:top]
     heavy.sort(reverse=True)
@@ -156,7 +165,9 @@ def run(simulator_url: str, *, repeats: int) -> dict[str, Any]:
         "python_bare_s": med(bare),
         "import_function_app_s": med([i[0] for i in imports]),
         "import_function_app_range_s": spread([i[0] for i in imports]),
-        "process_import_exit_s": med([i[1] for i in imports]),
+        "import_function_app_cpu_s": med([i[1] for i in imports]),
+        "import_target_s": IMPORT_TARGET_S,
+        "process_import_exit_s": med([i[2] for i in imports]),
         "first_health_200_s": med(health_s) if health_s else None,
         "first_health_200_range_s": spread(health_s) if health_s else None,
         "first_chat_200_s": med(chat_s) if chat_s else None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-COLORS = {"direct": "#555555", "gateway": "#1f77b4", "litellm": "#d62728"}
+COLORS = {"direct": "#555555", "gateway": "#1f77b4", "floor": "#2ca02c", "litellm": "#d62728"}
 
 
 def plot(results: dict[str, Any], path: Path) -> str | None:
@@ -31,7 +31,7 @@ def plot(results: dict[str, Any], path: Path) -> str | None:
     for ax, (title, mode, key, added) in zip(axes, panels, strict=True):
         levels = load["paced"][mode]
         concurrency = [int(c) for c in levels]
-        for target in ("direct@gateway", "gateway", "litellm"):
+        for target in ("direct@gateway", "gateway", "floor", "litellm"):
             if target not in next(iter(levels.values())) or (added and target.startswith("direct")):
                 continue
             for q, style in (("p50", "-"), ("p99", "--")):
@@ -55,7 +55,7 @@ def plot(results: dict[str, Any], path: Path) -> str | None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     machine = results["meta"]["machine"]
-    fig.suptitle(f"Gateway overhead vs direct and LiteLLM — {machine['cpu_model']}, {machine['cpus']} cores, "
+    fig.suptitle(f"Gateway vs direct, the floor and LiteLLM — {machine['cpu_model']}, {machine['cpus']} cores, "
                  f"Python {machine['python']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,8 +1,9 @@
-"""The processes under test: the simulator and the gateway in the local host (one ``Stack``), and
-optionally the LiteLLM proxy against the same simulator.
+"""The processes under test: the simulator and the gateway in the local host (one ``Stack``), the
+floor (``bench/floor.py``, a bare pass-through on the local host's server stack), and optionally
+the LiteLLM proxy, all against the same simulator.
 
-CPU layout on two cores (``pin=True``): the proxy under test (gateway or LiteLLM, only one of them
-is loaded at a time) gets CPU 0 to itself, as a Functions worker would have its instance; the
+CPU layout on two cores (``pin=True``): the proxy under test (gateway, floor or LiteLLM, only one
+of them is loaded at a time) gets CPU 0 to itself, as a Functions worker would have its instance; the
 simulator and the load generator share CPU 1. The direct runs use the very same simulator and
 generator placement, so "through minus direct" isolates what the hop costs. Other people's jobs
 can still land on either core: that is why every run is repeated and interleaved.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -59,6 +61,7 @@ class Servers:
     targets: dict[str, Target] = field(default_factory=dict)
     litellm: ManagedProcess | None = None
     litellm_status: dict[str, Any] = field(default_factory=dict)
+    floor: ManagedProcess | None = None
 
     @property
     def simulator_pid(self) -> int:
@@ -77,8 +80,9 @@ class Servers:
             _post(f"{self.simulator_url}/_sim/config", patch)
 
     def stop(self) -> None:
-        if self.litellm is not None:
-            self.litellm.stop()
+        for process in (self.litellm, self.floor):
+            if process is not None:
+                process.stop()
         self.stack.stop()
 
 
@@ -93,8 +97,9 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def start(*, with_litellm: bool, pin_cpus: bool = True, log_dir: Path | None = None) -> Servers:
-    """Start simulator + gateway host (and LiteLLM if asked and installed), pinned when possible."""
+def start(*, with_litellm: bool, pin_cpus: bool = True, log_dir: Path | None = None,
+          with_floor: bool = True) -> Servers:
+    """Start simulator + gateway host + floor (and LiteLLM if asked and installed), pinned when possible."""
     host_port, sim_port = free_ports(2)
     stack = Stack(ROOT, host_port, simulator=True, simulator_port=sim_port, azurite=False, env=GATEWAY_ENV,
                   log_dir=log_dir)
@@ -110,12 +115,32 @@ def start(*, with_litellm: bool, pin_cpus: bool = True, log_dir: Path | None = N
                                            [f"api-key: {SIMULATOR_API_KEY}"], None)
         servers.targets["gateway"] = Target("gateway", f"{stack.host_url}/api/v1/chat/completions", [],
                                             stack.host.pid)
+        if with_floor:
+            _start_floor(servers, log_dir)
         if with_litellm:
             _start_litellm(servers, log_dir)
     except BaseException:
         servers.stop()
         raise
     return servers
+
+
+def _start_floor(servers: Servers, log_dir: Path | None) -> None:
+    """The floor relay (``bench.floor``) in front of the same simulator, on the proxy's CPU."""
+    port = free_ports(1)[0]
+    argv = [sys.executable, "-m", "bench.floor", "--port", str(port), "--upstream",
+            f"{servers.simulator_url}/openai/v1", "--api-key", SIMULATOR_API_KEY]
+    folder = log_dir or Path(servers.stack.log_dir or ".")
+    process = ManagedProcess("floor", argv, cwd=ROOT, env=dict(os.environ), log_path=folder / "floor.log")
+    servers.floor = process
+    process.start()
+    if not wait_http_ok(f"http://{LOCALHOST}:{port}/health", timeout=30.0, process=process):
+        raise RuntimeError(f"the floor relay did not start: {process.tail(20)}")
+    assert process.pid is not None
+    if servers.pinned:
+        pin(process.pid, {PROXY_CPU})
+    servers.targets["floor"] = Target("floor", f"http://{LOCALHOST}:{port}/openai/v1/chat/completions", [],
+                                      process.pid)
 
 
 def _start_litellm(servers: Servers, log_dir: Path | None) -> None:

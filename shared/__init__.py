@@ -1,5 +1,6 @@
-"""The gateway's own library: configuration, clients, the retry policy, validation and relaying.
+"""The gateway's own library: routes, the HTTP adapter, the operations, the upstream call, jobs.
 
-Everything here is plain Python that tests can call without a Functions host; the blueprints in
-``blueprints/`` only translate between HTTP (or queue messages) and these functions.
+Everything here is plain Python that tests can call without a Functions host; ``blueprints/`` only
+registers the functions the route table (``shared/routes.py``) and the job queues call for. The
+README's Architecture section says which one file answers which question.
 """

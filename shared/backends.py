@@ -1,8 +1,9 @@
-"""Which upstream backend serves the next attempt: priorities, weights, and cool-downs.
+"""Which upstream backend serves the next attempt, and what this process knows of their health.
 
-A backend (deployment) that answered 429, or 5xx when there is somewhere else to go, is skipped for
-exactly as long as its ``retry-after-ms``/``retry-after`` asked, or a default otherwise. Cool-downs
-are per (backend, deployment), because Azure's limits are per deployment.
+Health is learnt here, from each failed attempt (:meth:`BackendPool.record_failure`): a backend
+(deployment) that answered 429, or 5xx or no answer when there is somewhere else to go, is skipped
+for exactly as long as its ``retry-after-ms``/``retry-after`` asked, or a default otherwise.
+Cool-downs are per (backend, deployment), because Azure's limits are per deployment.
 
 State is per process (per Functions instance): each instance learns a backend's cool-down from its
 own first 429. A shared store (Table storage, Redis) would let one instance's 429 protect all the
@@ -18,7 +19,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.config import BackendConfig, Settings
+from shared.config import BackendConfig, Settings, get_settings
+from shared.lazy import process_wide
+from shared.retry import Failure, parse_retry_after
 
 DEFAULT_COOLDOWN_429 = 10.0
 DEFAULT_COOLDOWN_5XX = 5.0
@@ -75,6 +78,17 @@ class BackendPool:
         return any(b.name not in tried and (pinned is None or b.name == pinned) and self._ready(b, deployment, now)
                    for b in self.backends)
 
+    def record_failure(self, backend: BackendConfig, deployment: str | None, failure: Failure) -> None:
+        """Learn from a failed attempt: skip a throttled backend for as long as it asked (or 10 s),
+        and a failing one (retryable status, or no answer) for as long as it asked (or 5 s) when
+        there is another backend to go to; with one backend that would only turn a quick retry
+        into a wait. Refusals (400, 404 ...) say nothing about health."""
+        asked = parse_retry_after(failure.headers)
+        if failure.status == 429:
+            self.cool(backend, deployment, asked if asked is not None else DEFAULT_COOLDOWN_429)
+        elif failure.retryable and self.multiple:
+            self.cool(backend, deployment, asked if asked is not None else DEFAULT_COOLDOWN_5XX)
+
     def cool(self, backend: BackendConfig, deployment: str | None, seconds: float) -> None:
         key = (backend.name, deployment)
         self._cooling[key] = max(self._cooling.get(key, 0.0), self.clock() + seconds)
@@ -97,3 +111,9 @@ class BackendPool:
 
     def home_of(self, response_id: str | None) -> str | None:
         return self._affinity.get(response_id) if response_id and self.multiple else None
+
+
+@process_wide
+def get_backend_pool() -> BackendPool:
+    """The process's pool, from OPENAI_BACKENDS (or the one configured upstream)."""
+    return BackendPool.from_settings(get_settings())

@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 from urllib.parse import unquote_to_bytes
 
-from shared.errors import GatewayError
+from shared.errors import ambiguous_key
 
 KEY_HEADER = "x-functions-key"
 KEY_PARAM = "CODE"  # compared upper-cased, like .NET's OrdinalIgnoreCase
@@ -31,12 +31,6 @@ KEY_PARAM = "CODE"  # compared upper-cased, like .NET's OrdinalIgnoreCase
 
 def easy_auth_enabled() -> bool:
     return os.environ.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true"
-
-
-def ambiguous_key(detail: str) -> GatewayError:
-    return GatewayError(401, f"Ambiguous function key: {detail}. Send exactly one key, in the x-functions-key "
-                        "header or a single 'code' query parameter.", type="authentication_error",
-                        code="ambiguous_function_key")
 
 
 def _header_values(headers: Mapping[str, str], name: str) -> list[str]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+
+from shared.lazy import process_wide
 
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # The front end of Azure Functions closes HTTP requests after 230 s whatever functionTimeout says;
@@ -24,6 +25,10 @@ DEFAULT_REQUEST_TIMEOUT_SECONDS = 220.0
 # overshoot a limit). The price: such a call needs ~4k tokens of the minute left to be admitted;
 # callers that send max_tokens reserve exactly that instead. See README "Token limits".
 DEFAULT_CALLER_OUTPUT_TOKEN_ALLOWANCE = 4096
+# Embedding jobs leave this share of a deployment's rate limit to interactive requests.
+DEFAULT_JOBS_INTERACTIVE_SHARE = 0.2
+# An embedding job keeps retrying (outages, throttling) for this long before it ends failed.
+DEFAULT_JOBS_TIME_BUDGET_HOURS = 6.0
 
 
 class ConfigurationError(ValueError):
@@ -67,7 +72,9 @@ def parse_models(value: str | None) -> dict[str, str]:
     return models
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, *, valid: Callable[[float], bool] = lambda v: v > 0,
+            rule: str = "be positive") -> float:
+    """A number setting (``default`` when unset) that must satisfy ``valid`` (said as ``rule``)."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -75,13 +82,22 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
-    if value <= 0:
-        raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+    if not valid(value):
+        raise ConfigurationError(f"{name} must {rule}, got {raw!r}")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return _number(env, name, default)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_float(env, name, default))
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    """A fraction in [0, 1) (``default`` when unset)."""
+    return _number(env, name, default, valid=lambda v: 0.0 <= v < 1.0, rule="be at least 0 and below 1")
 
 
 def _optional_limit(env: Mapping[str, str], name: str) -> int:
@@ -174,15 +190,16 @@ class Settings:
     jobs_queue: str = "embedding-jobs"
     jobs_container: str = "embedding-jobs"
     jobs_table: str = "embeddingjobs"
-    storage_connection: str = "AzureWebJobsStorage"
+    # Embedding jobs: the share of each deployment's rate limit left to interactive callers, and how
+    # long a job may keep retrying through outages and throttling before it ends failed.
+    jobs_interactive_share: float = DEFAULT_JOBS_INTERACTIVE_SHARE
+    jobs_time_budget_seconds: float = DEFAULT_JOBS_TIME_BUDGET_HOURS * 3600
+    # Models (as callers name them) embedding jobs may use; empty: any whose name says "embedding".
+    jobs_models: tuple[str, ...] = ()
     retry_max_wait_seconds: float = 5.0
     caller_tokens_per_minute: int = 0
     caller_output_token_allowance: int = DEFAULT_CALLER_OUTPUT_TOKEN_ALLOWANCE
     extra_backends: tuple[BackendConfig, ...] = ()
-
-    @property
-    def keyless(self) -> bool:
-        return self.api_key is None
 
     @property
     def backends(self) -> tuple[BackendConfig, ...]:
@@ -221,10 +238,14 @@ class Settings:
             jobs_queue=env.get("EMBEDDING_JOBS_QUEUE", "").strip() or "embedding-jobs",
             jobs_container=env.get("EMBEDDING_JOBS_CONTAINER", "").strip() or "embedding-jobs",
             jobs_table=env.get("EMBEDDING_JOBS_TABLE", "").strip() or "embeddingjobs",
+            jobs_interactive_share=_share(env, "EMBEDDING_JOBS_INTERACTIVE_SHARE", DEFAULT_JOBS_INTERACTIVE_SHARE),
+            jobs_time_budget_seconds=_float(env, "EMBEDDING_JOBS_TIME_BUDGET_HOURS",
+                                            DEFAULT_JOBS_TIME_BUDGET_HOURS) * 3600,
+            jobs_models=tuple(_split_csv(env.get("EMBEDDING_JOBS_MODELS"))),
         )
 
 
-@lru_cache(maxsize=1)
+@process_wide
 def get_settings() -> Settings:
     """The process-wide settings; read lazily so importing the app never fails on configuration."""
     return Settings.from_env()

@@ -1,9 +1,20 @@
-"""Per-request bookkeeping: identity, deadline, and where the time went."""
+"""One request as the gateway sees it: its context on the way in, its reply on the way out, and the
+log line it leaves behind.
+
+``RequestContext`` is created by ``shared.http.serve`` for each call and carried through the
+operation (ids, deadline, the caller, where the time went, token usage); ``Reply`` is what an
+operation answers, HTTP-agnostic so that ``shared.gateway`` and ``shared.jobs`` never touch
+Starlette; ``log_request`` writes the one structured line per request (never prompt or completion
+text unless ``LOG_CONTENT=true``, via ``capture_content``).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -11,6 +22,11 @@ from shared.deadline import Deadline
 
 if TYPE_CHECKING:
     from shared.usage import Usage
+
+logger = logging.getLogger("gateway.requests")
+
+# How much of a body a request's log line keeps when LOG_CONTENT=true.
+CONTENT_LIMIT = 4096
 
 
 @dataclass(slots=True)
@@ -44,3 +60,45 @@ class RequestContext:
     def overhead_ms(self) -> float:
         """Our own processing time so far: wall time minus time spent waiting on the upstream."""
         return max(0.0, (time.perf_counter() - self.started - self.upstream_seconds) * 1000.0)
+
+
+@dataclass(slots=True)
+class Reply:
+    """What to send back: a complete body, or an event stream relayed as it arrives."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    events: AsyncIterator[bytes] | None = None
+
+
+def log_request(ctx: RequestContext, *, method: str, route: str, status: int, streamed: bool) -> None:
+    """The request's one structured (JSON) log line: ids, status, timing, caller."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    fields = {
+        "event": "request",
+        "request_id": ctx.request_id,
+        "method": method,
+        "route": route,
+        "status": status,
+        "streamed": streamed,
+        "model": ctx.model,
+        "backend": ctx.backend,
+        "upstream_status": ctx.upstream_status,
+        "upstream_request_id": ctx.upstream_request_id,
+        "attempts": ctx.attempts,
+        "overhead_ms": round(ctx.overhead_ms(), 3),
+        "upstream_ms": round(ctx.upstream_seconds * 1000.0, 3),
+        "caller": ctx.caller,
+    }
+    if ctx.content:
+        fields["content"] = ctx.content
+    logger.info(json.dumps(fields, separators=(",", ":")))
+
+
+def capture_content(ctx: RequestContext, name: str, body: bytes) -> None:
+    """Keep (the start of) a body for the request's log line; only called when LOG_CONTENT=true."""
+    if ctx.content is None:
+        ctx.content = {}
+    ctx.content[name] = body[:CONTENT_LIMIT].decode("utf-8", "replace")

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from functools import lru_cache
 from urllib.parse import urlsplit
+
+from shared.lazy import process_wide
 
 EXPOSED_HEADERS = ", ".join((
     "x-request-id",
@@ -34,7 +35,7 @@ MAX_AGE_SECONDS = "600"
 LOOPBACK_HOSTNAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
-@lru_cache(maxsize=1)
+@process_wide
 def app_hostnames() -> frozenset[str]:
     """The app's own host name in Azure (the platform sets ``WEBSITE_HOSTNAME``); none locally."""
     name = os.environ.get("WEBSITE_HOSTNAME", "").strip().lower()

@@ -8,27 +8,35 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
 from shared import telemetry, usage
+from shared.backends import get_backend_pool
 from shared.config import Settings, get_settings
-from shared.context import RequestContext
+from shared.context import Reply, RequestContext, capture_content
 from shared.embeddings_format import asked_encoding, in_asked_encoding
-from shared.errors import GatewayError, not_found, sse_error_event
-from shared.logs import capture_content
+from shared.errors import (
+    GatewayError,
+    UpstreamError,
+    max_output_tokens_required,
+    model_not_found,
+    not_found,
+    sse_error_event,
+)
 from shared.mcp_allowlist import check_mcp_tools
 from shared.ownership import get_owners
+from shared.query_params import QueryValue, encode_query
 from shared.quota import CallerQuota, Reservation, get_quota
 from shared.relay import relay_events
-from shared.schemas import ChatCompletionRequest, EmbeddingsRequest, ResponsesRequest
-from shared.upstream import UpstreamError, get_backend_pool, send
+from shared.request_models import ChatCompletionRequest, EmbeddingsRequest, ResponsesRequest
+from shared.upstream import Method, send
 from shared.validation import check_embedding_inputs, parse_body, resolve_model, with_fields
 
 if TYPE_CHECKING:
-    import httpx2
+    from shared.upstream_http import UpstreamResponse
 
 ModelRequest = ChatCompletionRequest | ResponsesRequest | EmbeddingsRequest
 
@@ -49,17 +57,7 @@ RELAYED_HEADERS = (
 )
 
 
-@dataclass(slots=True)
-class Reply:
-    """What to send back: a complete body, or an event stream relayed as it arrives."""
-
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    events: AsyncIterator[bytes] | None = None
-
-
-def relayed_headers(response: httpx2.Response) -> dict[str, str]:
+def relayed_headers(response: UpstreamResponse) -> dict[str, str]:
     headers = response.headers
     return {name: value for name in RELAYED_HEADERS if (value := headers.get(name)) is not None}
 
@@ -176,9 +174,7 @@ def _start_metering(ctx: RequestContext, quota: CallerQuota, raw: bytes, request
     capped = _positive_int(extra.get("max_output_tokens")) is not None
     if path == "/responses" and extra.get("background") is True and not capped:
         # Its output is generated after the reply: only a cap bounds what it can cost.
-        raise GatewayError(400, "A background response must set max_output_tokens while per-caller token limits "
-                           "are on (CALLER_TOKENS_PER_MINUTE).", param="max_output_tokens",
-                           code="max_output_tokens_required")
+        raise max_output_tokens_required()
     allowance = 0 if path == "/embeddings" else settings.caller_output_token_allowance
     prompt, output = _estimate_tokens(raw, request, allowance, quota.limit)
     return _Metering(quota, quota.reserve(ctx.caller, prompt + output), prompt)
@@ -354,15 +350,14 @@ def _response_path(response_id: str) -> str:
     return f"/responses/{response_id}"
 
 
-async def _stored_response(ctx: RequestContext, method: Literal["GET", "DELETE"], response_id: str) -> Reply:
+async def _stored_response(ctx: RequestContext, method: Literal["GET", "DELETE"], response_id: str,
+                           query: str = "") -> Reply:
     """A stored response is its creator's alone (others get 404, as if it did not exist), and lives on
     the backend that created it: go there, or look for it."""
     path = _response_path(response_id)
     owners = get_owners()
     await owners.require(ctx.caller, response_id)
-    pool = get_backend_pool()
-    pinned = pool.home_of(response_id)
-    response = await send(ctx, method, path, pinned=pinned, probe_not_found=pool.multiple and pinned is None)
+    response = await _send_to_home(ctx, method, response_id, path + query)
     if method == "GET" and response.status_code == 200:
         _settle_background(response_id, response.content)
     if method == "DELETE":
@@ -370,18 +365,77 @@ async def _stored_response(ctx: RequestContext, method: Literal["GET", "DELETE"]
     return Reply(response.status_code, body=response.content, headers=relayed_headers(response))
 
 
-async def retrieve_response(ctx: RequestContext, response_id: str) -> Reply:
-    return await _stored_response(ctx, "GET", response_id)
+async def retrieve_response(ctx: RequestContext, response_id: str, query: dict[str, QueryValue]) -> Reply:
+    """``GET /responses/{id}``: the stored response, or with ``stream=true`` a background response's
+    events (from ``starting_after`` on), relayed as they come. Only the validated query is relayed."""
+    if query.get("stream") is not True:
+        return await _stored_response(ctx, "GET", response_id, encode_query(query))
+    path = _response_path(response_id) + encode_query(query)
+    await get_owners().require(ctx.caller, response_id)
+    response = await _send_to_home(ctx, "GET", response_id, path, stream=True)
+    headers = {**relayed_headers(response), **_SSE_HEADERS}
+    return Reply(response.status_code, headers=headers,
+                 events=_settling_when_finished(relay_events(response, ctx), response_id))
+
+
+_SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
+                "x-accel-buffering": "no"}
+
+
+async def _settling_when_finished(events: AsyncIterator[bytes], response_id: str) -> AsyncIterator[bytes]:
+    """A resumed stream that reaches the response's final event settles the reservation held for it."""
+    async for chunk in events:
+        if (quota := get_quota()) is not None and (reported := usage.from_event(chunk)) is not None:
+            quota.settle_held(response_id, reported.total_tokens)
+        yield chunk
+
+
+async def cancel_response(ctx: RequestContext, response_id: str) -> Reply:
+    """``POST /responses/{id}/cancel``: stop a background response (its creator only, on its backend).
+    The answer is the response as it ended: its usage, if reported, settles the held reservation."""
+    path = _response_path(response_id) + "/cancel"
+    await get_owners().require(ctx.caller, response_id)
+    response = await _send_to_home(ctx, "POST", response_id, path)
+    if response.status_code == 200:
+        _settle_background(response_id, response.content)
+    return Reply(response.status_code, body=response.content, headers=relayed_headers(response))
+
+
+async def list_input_items(ctx: RequestContext, response_id: str, query: dict[str, QueryValue]) -> Reply:
+    """``GET /responses/{id}/input_items``: the items a stored response was made from, paged as asked."""
+    path = _response_path(response_id) + "/input_items" + encode_query(query)
+    await get_owners().require(ctx.caller, response_id)
+    response = await _send_to_home(ctx, "GET", response_id, path)
+    return Reply(response.status_code, body=response.content, headers=relayed_headers(response))
+
+
+async def _send_to_home(ctx: RequestContext, method: Method, response_id: str, path: str, *,
+                        stream: bool = False) -> UpstreamResponse:
+    """Send to the backend that holds the response (or, not knowing it, look for it on each)."""
+    pool = get_backend_pool()
+    pinned = pool.home_of(response_id)
+    return await send(ctx, method, path, stream=stream, pinned=pinned,
+                      probe_not_found=pool.multiple and pinned is None)
 
 
 async def delete_response(ctx: RequestContext, response_id: str) -> Reply:
     return await _stored_response(ctx, "DELETE", response_id)
 
 
+async def retrieve_model(ctx: RequestContext, model: str) -> Reply:
+    """``GET /models/{model}``: one name callers may use, from configuration (no upstream call)."""
+    if model not in get_settings().models:
+        raise model_not_found(model)
+    return Reply(200, body=json.dumps(_model_entry(model)).encode(), headers={"content-type": "application/json"})
+
+
+def _model_entry(name: str) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "azure-openai-gateway"}
+
+
 def list_models() -> Reply:
     """The names callers may use, from configuration: no upstream call, no deployment leaks."""
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": "azure-openai-gateway"}
-            for name in get_settings().models]
+    data = [_model_entry(name) for name in get_settings().models]
     return Reply(200, body=json.dumps({"object": "list", "data": data}).encode(),
                  headers={"content-type": "application/json"})
 

@@ -1,29 +1,41 @@
 """The one adapter between HTTP (Starlette requests, as given by the Functions FastAPI extension)
-and the gateway's operations: request ids, CORS, method and size checks, errors, timing headers.
+and the gateway's operations: request ids, caller, CORS, method and size checks, errors, timing headers.
+
+``serve`` answers every API route of ``shared.routes``: it calls the route's operation for the
+request's method with what the table says it takes (the body, the path parameter with or without
+the validated query, or nothing) and turns the ``Reply`` into a response.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import re
+from collections.abc import AsyncIterator, Mapping
+from functools import cache
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from shared import callers, cors, telemetry
 from shared.config import ConfigurationError, get_settings
-from shared.context import RequestContext
-from shared.errors import GatewayError, internal_error, method_not_allowed, too_large
-from shared.gateway import Reply, error_reply
-from shared.logs import log_request
-from shared.upstream import UpstreamError
-from shared.upstream_errors import upstream_error_reply
+from shared.context import Reply, RequestContext, log_request
+from shared.errors import (
+    GatewayError,
+    UpstreamError,
+    internal_error,
+    method_not_allowed,
+    misconfigured,
+    origin_not_allowed,
+    too_large,
+)
+from shared.errors.upstream import upstream_error
+from shared.gateway import error_reply, relayed_headers
+from shared.query_params import parse_query
+from shared.routes import PARAMETER, ApiRoute, Operation, resolve
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
-
-Handler = Callable[[RequestContext, Request], Awaitable[Reply]]
 
 logger = logging.getLogger("gateway")
 
@@ -43,12 +55,45 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def route_param(request: Request, name: str) -> str:
-    """A route parameter; falls back to the last path segment for hosts that do not fill path_params."""
-    value = request.path_params.get(name)
+def path_param(request: Request, route: ApiRoute) -> str:
+    """The route's path parameter. A host that does not fill ``path_params`` gets it from the URL:
+    the route's template matched against the end of the path (the route prefix comes before it)."""
+    name = route.parameter
+    value = request.path_params.get(name) if name else None
     if isinstance(value, str) and value:
         return value
-    return request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    found = _template(route.path).search(request.url.path)
+    return found.group(1) if found else ""
+
+
+@cache
+def _template(path: str) -> re.Pattern[str]:
+    """``v1/responses/{response_id}`` as a pattern whose one group is the parameter's value."""
+    literals = PARAMETER.split(path)[::2]  # split() also returns the parameter's name between them
+    return re.compile("(?:^|/)" + "([^/]+)".join(map(re.escape, literals)) + "/?$")
+
+
+async def _call(route: ApiRoute, operation: Operation, ctx: RequestContext, request: Request) -> Reply:
+    """The operation, called with what the route table says it takes."""
+    handler = resolve(operation.handler)  # signatures per ``takes``: checked by tests/unit/test_routes.py
+    reply: Reply
+    if operation.takes == "body":
+        reply = await handler(ctx, await read_body(request, get_settings().max_request_bytes))
+    elif operation.takes == "id":
+        reply = await handler(ctx, path_param(request, route))
+    elif operation.takes == "id_query":
+        query = parse_query(request.scope.get("query_string", b""), operation.query)
+        reply = await handler(ctx, path_param(request, route), query)
+    elif operation.takes == "query":
+        reply = await handler(ctx, parse_query(request.scope.get("query_string", b""), operation.query))
+    else:
+        reply = handler()
+    return reply
+
+
+async def health(request: Request) -> Response:
+    """``GET /api/health``: the process is up (no upstream, storage or configuration involved)."""
+    return JSONResponse({"status": "ok"})
 
 
 def _to_response(reply: Reply, ctx: RequestContext, extra: Mapping[str, str]) -> Response:
@@ -60,19 +105,18 @@ def _to_response(reply: Reply, ctx: RequestContext, extra: Mapping[str, str]) ->
 
 
 def _upstream_error_reply(exc: UpstreamError) -> Reply:
-    """An upstream error status, shaped as the gateway answers the same condition (see upstream_errors)."""
-    return upstream_error_reply(exc.response)
+    """An upstream error status, shaped as the gateway answers the same condition (shared.errors.upstream)."""
+    return error_reply(upstream_error(exc.response, relayed_headers(exc.response)))
 
 
-async def serve(request: Request, handlers: Mapping[str, Handler], *, route: str) -> Response:
-    """Answer one request with the handler for its method."""
+async def serve(request: Request, api_route: ApiRoute) -> Response:
+    """Answer one request to an API route with the operation for its method."""
+    route, operations = api_route.path, api_route.operations
     try:
         settings = get_settings()
     except ConfigurationError as exc:
         ctx = RequestContext.new(60.0)
-        error = GatewayError(500, f"The gateway is misconfigured: {exc}", type="server_error",
-                             code="configuration_error")
-        return _to_response(error_reply(error), ctx, {})
+        return _to_response(error_reply(misconfigured(exc)), ctx, {})
     ctx = RequestContext.new(settings.request_timeout_seconds)
     identity_error: GatewayError | None = None
     try:
@@ -80,28 +124,26 @@ async def serve(request: Request, handlers: Mapping[str, Handler], *, route: str
     except GatewayError as exc:  # refused below, once CORS headers are known (a browser must see it)
         identity_error = exc
     method = request.method
-    allowed = (*handlers, "OPTIONS")
+    allowed = (*operations, "OPTIONS")
     origin = request.headers.get("origin")
     cors_headers: dict[str, str] = {}
     if origin is not None:
         if not cors.origin_allowed(origin, settings.cors_allowed_origins, request.headers.get("host")):
-            error = GatewayError(403, f"Origin {origin!r} is not allowed (CORS_ALLOWED_ORIGINS).",
-                                 code="origin_not_allowed")
-            return _finish(request, route, ctx, error_reply(error), {})
+            return _finish(request, route, ctx, error_reply(origin_not_allowed(origin)), {})
         cors_headers = cors.response_headers(origin)
     if method == "OPTIONS":
         if origin is not None:
             cors_headers = cors.preflight_headers(origin, allowed, request.headers)
         return _finish(request, route, ctx, Reply(204, headers={"allow": ", ".join(allowed)}), cors_headers)
-    handler = handlers.get(method)
+    operation = operations.get(method)
     span = telemetry.start_request(route, method)
     try:
         if identity_error is not None:
             raise identity_error
-        if handler is None:
-            raise method_not_allowed(method, tuple(handlers))
+        if operation is None:
+            raise method_not_allowed(method, tuple(operations))
         with telemetry.activate(span):
-            reply = await handler(ctx, request)
+            reply = await _call(api_route, operation, ctx, request)
     except GatewayError as exc:
         reply = error_reply(exc)
     except UpstreamError as exc:

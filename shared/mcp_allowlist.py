@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.config import Settings
-from shared.errors import GatewayError
+from shared.errors import mcp_server_not_allowed
 from shared.validation import fold_key, refuse_lookalike_keys
 
 log = logging.getLogger(__name__)
@@ -186,11 +186,6 @@ def _is_mcp(tool: Mapping[str, Any]) -> bool:
     return named or any(tool.get(field) is not None for field in IDENTITY_FIELDS)
 
 
-def _not_allowed(what: object, param: str) -> GatewayError:
-    return GatewayError(400, f"MCP server {what!r} is not allowed by this gateway (MCP_ALLOWED_SERVERS).",
-                        param=param, code="mcp_server_not_allowed")
-
-
 def check_mcp_tools(tools: Sequence[Mapping[str, Any]] | None, settings: Settings) -> None:
     """Every MCP tool names at least one server, and every server it names is allowed.
 
@@ -205,8 +200,8 @@ def check_mcp_tools(tools: Sequence[Mapping[str, Any]] | None, settings: Setting
             continue
         url, connector = tool.get("server_url"), tool.get("connector_id")
         if url is None and connector is None:
-            raise _not_allowed(None, f"{where}.server_url")
+            raise mcp_server_not_allowed(None, f"{where}.server_url")
         if url is not None and not (isinstance(url, str) and policy.allows_url(url)):
-            raise _not_allowed(url, f"{where}.server_url")
+            raise mcp_server_not_allowed(url, f"{where}.server_url")
         if connector is not None and not (isinstance(connector, str) and connector in policy.connectors):
-            raise _not_allowed(connector, f"{where}.connector_id")
+            raise mcp_server_not_allowed(connector, f"{where}.connector_id")

@@ -30,7 +30,8 @@ import re
 from collections import OrderedDict
 from typing import Any, Protocol
 
-from shared.errors import GatewayError
+from shared.errors import GatewayError, ownership_unavailable, response_not_found
+from shared.lazy import process_wide
 
 TABLE = "responseowners"
 ROW = "owner"
@@ -59,20 +60,7 @@ class OwnerStore(Protocol):
 
 
 def storage_unavailable() -> GatewayError:
-    seconds = math.ceil(RETRY_AFTER_SECONDS)
-    return GatewayError(
-        503,
-        f"The gateway cannot check who owns stored responses right now (storage unavailable); "
-        f"retry after {seconds} s.",
-        type="server_error",
-        code="ownership_unavailable",
-        headers={"retry-after": str(seconds), "retry-after-ms": str(seconds * 1000)},
-    )
-
-
-def response_not_found(response_id: str, *, param: str = "response_id", code: str = "not_found") -> GatewayError:
-    """The answer for another caller's response and for one that does not exist: the same bytes."""
-    return GatewayError(404, f"No response with id {response_id!r} was found.", param=param, code=code)
+    return ownership_unavailable(math.ceil(RETRY_AFTER_SECONDS))
 
 
 class ResponseOwners:
@@ -196,25 +184,14 @@ class TableOwnerStore:
         await self.table.delete_entity(object_id, ROW, retry_total=1)
 
 
-_owners: ResponseOwners | None = None
-
-
+@process_wide
 def get_owners() -> ResponseOwners:
     """The process's ownership records; without configured storage every check answers 503."""
-    global _owners
-    if _owners is None:
-        store: OwnerStore | None = None
-        try:
-            from shared.storage import get_storage
+    store: OwnerStore | None = None
+    try:
+        from shared.storage import get_storage
 
-            store = TableOwnerStore(get_storage().table.get_table_client(TABLE))
-        except Exception as exc:
-            logger.warning("stored responses are unreachable: no storage for ownership records (%s)", exc)
-        _owners = ResponseOwners(store)
-    return _owners
-
-
-def reset_owners() -> None:
-    """Forget the process-wide records (tests that switch storage or event loops)."""
-    global _owners
-    _owners = None
+        store = TableOwnerStore(get_storage().table.get_table_client(TABLE))
+    except Exception as exc:
+        logger.warning("stored responses are unreachable: no storage for ownership records (%s)", exc)
+    return ResponseOwners(store)

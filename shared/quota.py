@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
 from collections import OrderedDict
@@ -32,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.errors import GatewayError
+from shared.errors import caller_limit_too_small, caller_over_limit
+from shared.lazy import process_wide
 
 SYNC_SECONDS = 1.0
 MAX_HELD = 10_000
@@ -52,18 +52,6 @@ class Reservation:
     caller: str
     minute: int
     tokens: int
-
-
-def over_limit(limit: int, retry_after: float) -> GatewayError:
-    seconds = max(1, math.ceil(retry_after))
-    return GatewayError(
-        429,
-        f"This caller has used its {limit} tokens per minute; retry after {seconds} s.",
-        type="rate_limit_error",
-        code="caller_token_limit_exceeded",
-        headers={"retry-after": str(seconds), "retry-after-ms": str(math.ceil(retry_after * 1000)),
-                 "x-caller-ratelimit-limit-tokens": str(limit), "x-caller-ratelimit-remaining-tokens": "0"},
-    )
 
 
 @dataclass(slots=True)
@@ -106,10 +94,9 @@ class CallerQuota:
 
     def reserve(self, caller: str, tokens: int) -> Reservation:
         if tokens > self.limit:
-            raise GatewayError(400, f"This request needs about {tokens} tokens, more than the caller limit of "
-                               f"{self.limit} tokens per minute.", code="caller_token_limit_too_small")
+            raise caller_limit_too_small(tokens, self.limit)
         if self.used(caller) + tokens > self.limit:
-            raise over_limit(self.limit, self._wait_for(caller, tokens))
+            raise caller_over_limit(self.limit, self._wait_for(caller, tokens))
         minute = int(self.clock() // 60)
         key = (caller, minute)
         self._local[key] = self._local.get(key, 0) + tokens
@@ -212,30 +199,19 @@ class TableUsageStore:
         return total
 
 
-_quota: CallerQuota | None = None
-_quota_built = False
-
-
+@process_wide
 def get_quota() -> CallerQuota | None:
     """The process's quota keeper, or None when ``CALLER_TOKENS_PER_MINUTE`` is off."""
-    global _quota, _quota_built
-    if not _quota_built:
-        from shared.config import get_settings
+    from shared.config import get_settings
 
-        limit = get_settings().caller_tokens_per_minute
-        if limit > 0:
-            store: UsageStore | None = None
-            try:
-                from shared.storage import get_storage
+    limit = get_settings().caller_tokens_per_minute
+    if limit <= 0:
+        return None
+    store: UsageStore | None = None
+    try:
+        from shared.storage import get_storage
 
-                store = TableUsageStore(get_storage().table.get_table_client(TABLE))
-            except Exception as exc:  # no storage configured: limits per instance only
-                logger.warning("caller limits without shared storage (%s)", exc)
-            _quota = CallerQuota(limit, store=store)
-        _quota_built = True
-    return _quota
-
-
-def reset_quota() -> None:
-    global _quota, _quota_built
-    _quota, _quota_built = None, False
+        store = TableUsageStore(get_storage().table.get_table_client(TABLE))
+    except Exception as exc:  # no storage configured: limits per instance only
+        logger.warning("caller limits without shared storage (%s)", exc)
+    return CallerQuota(limit, store=store)

@@ -12,14 +12,11 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from shared.context import RequestContext
-from shared.errors import GatewayError, sse_error_event, upstream_timeout, upstream_unreachable
-from shared.lazy import LazyModule
-from shared.transport_errors import is_real_timeout
+from shared.errors import GatewayError, sse_error_event, stream_incomplete, upstream_timeout, upstream_unreachable
+from shared.transport_errors import is_timeout
 
 if TYPE_CHECKING:
-    import httpx2
-else:
-    httpx2 = LazyModule("httpx2")
+    from shared.upstream_http import UpstreamResponse
 
 
 # How a whole stream ends: Chat Completions with `data: [DONE]`, the Responses API with one of these
@@ -59,16 +56,6 @@ def _last_event(data: bytes) -> bytes:
     return body[cut:].strip(b"\r\n") if cut >= 0 else body
 
 
-def stream_incomplete() -> GatewayError:
-    return GatewayError(
-        502,
-        "The upstream ended the stream before its final event ([DONE] or response.completed): the "
-        "output is incomplete.",
-        type="server_error",
-        code="upstream_stream_incomplete",
-    )
-
-
 def _event_boundary(data: bytes) -> int:
     """Index just past the last complete event in ``data`` (0 when there is none)."""
     lf = data.rfind(b"\n\n")
@@ -76,7 +63,7 @@ def _event_boundary(data: bytes) -> int:
     return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
 
 
-async def relay_events(response: httpx2.Response, ctx: RequestContext) -> AsyncIterator[bytes]:
+async def relay_events(response: UpstreamResponse, ctx: RequestContext) -> AsyncIterator[bytes]:
     """Yield complete SSE events as soon as they arrive; end with an error event on failure.
 
     Never retried: once the first byte has gone to the caller, a second attempt would duplicate
@@ -113,15 +100,13 @@ async def relay_events(response: httpx2.Response, ctx: RequestContext) -> AsyncI
             raise stream_incomplete()
     except GatewayError as exc:
         yield sse_error_event(exc)
-    except httpx2.TimeoutException as exc:
-        if is_real_timeout(exc):
+    except Exception as exc:
+        # Whatever the transport raised, the caller must learn that the stream is incomplete rather
+        # than see it end as if it were whole; a stalled read is a timeout, anything else a lost line.
+        if is_timeout(exc):
             yield sse_error_event(upstream_timeout("the upstream stopped sending in the middle of the stream"))
         else:
-            yield sse_error_event(upstream_unreachable("connection lost in the middle of the stream"))
-    except Exception as exc:
-        # Whatever the transport raised (httpx2 or aiohttp errors), the caller must learn that the
-        # stream is incomplete rather than see it end as if it were whole.
-        detail = f"connection lost in the middle of the stream ({type(exc).__name__})"
-        yield sse_error_event(upstream_unreachable(detail))
+            detail = f"connection lost in the middle of the stream ({type(exc).__name__})"
+            yield sse_error_event(upstream_unreachable(detail))
     finally:
         await response.aclose()

@@ -1,44 +1,48 @@
-"""The one retry policy every upstream call goes through.
+"""The one retry policy: pure decisions about a failed upstream attempt, no loop, no I/O.
 
-The ``openai`` SDK has retries of its own; our clients are built with ``max_retries=0`` so that this
-policy is the only loop (two stacked loops would multiply attempts and ignore our deadline).
+The loop is a plain ``for`` in :func:`shared.upstream.send`, which asks :meth:`RetryPolicy.delay`
+after each failure whether to try again and how long to wait first. The ``openai`` SDK's own
+retries are off wherever it is used (``max_retries=0``), so attempts never multiply.
 
 Rules, each covered by a unit test with a fake clock:
 - retry connection errors, timeouts, 408, 429 and 5xx (an ``x-should-retry`` header overrides);
 - wait ``retry-after-ms`` if the upstream sent it, else ``retry-after`` (seconds or HTTP date), else
-  exponential backoff with full jitter;
+  exponential backoff with full jitter; a wait longer than ``max_retry_after`` is not waited for;
+- no wait at all when another backend can take the next attempt right now (failover);
 - never sleep past the deadline: if the wait would end after it, give up now with the last error;
-- never retry once a stream has begun: the policy wraps only the call that returns the response
-  headers, so the body is read outside of it and a failure there is reported, not retried.
+- never retry once a stream has begun: ``send`` returns once the headers are in, and the body is
+  read by its caller, outside the loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-from shared.deadline import Deadline
-
-T = TypeVar("T")
+from shared.config import get_settings
+from shared.lazy import process_wide
 
 RETRYABLE_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """What the policy needs to know about a failed attempt."""
+    """What the policy (and the backend pool) need to know about a failed attempt.
+
+    ``status`` is the upstream's HTTP status, or None when no answer came (connection lost or
+    refused, or a timeout).
+    """
 
     retryable: bool
     status: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
 
-
-Classifier = Callable[[BaseException], Failure | None]
+    @classmethod
+    def of_status(cls, status: int, headers: Mapping[str, str]) -> Failure:
+        return cls(status_is_retryable(status, headers), status, headers)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: Callable[[], float] = time.time) -> float | None:
@@ -89,45 +93,28 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * (2.0**retry_number))
         return rng() * ceiling
 
-    def delay(self, retry_number: int, failure: Failure, rng: Callable[[], float] = random.random) -> float | None:
-        """How long to wait before the next attempt, or None when the failure must not be retried."""
-        if not failure.retryable or retry_number + 1 >= self.max_attempts:
-            return None
-        asked = parse_retry_after(failure.headers)
-        if asked is not None:
-            return asked if asked <= self.max_retry_after else None
-        return self.backoff(retry_number, rng)
+    def delay(self, attempt: int, failure: Failure, *, remaining: float, failover: bool = False,
+              rng: Callable[[], float] = random.random) -> float | None:
+        """Seconds to wait before trying again after ``attempt`` (1 for the first) failed with
+        ``failure``, or None to give up now and report it.
 
-    async def run(
-        self,
-        attempt: Callable[[], Awaitable[T]],
-        *,
-        classify: Classifier,
-        deadline: Deadline,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        rng: Callable[[], float] = random.random,
-        on_retry: Callable[[int, float, BaseException], None] | None = None,
-        failover: Callable[[], bool] | None = None,
-    ) -> T:
-        """Call ``attempt`` until it succeeds, fails for good, or waiting would pass the deadline.
-
-        ``classify`` maps an exception to a :class:`Failure` (None: not ours to judge, re-raised).
-        ``failover`` says whether another backend can take the next attempt right now: then the
-        next attempt goes at once, without waiting. The last error is re-raised unchanged, so
-        callers see the upstream's own status and body.
+        ``remaining`` is what is left of the request's deadline; ``failover`` says another backend
+        can take the next attempt right now, so it goes at once.
         """
-        retry_number = 0
-        while True:
-            try:
-                return await attempt()
-            except Exception as exc:
-                failure = classify(exc)
-                if failure is None or not failure.retryable or retry_number + 1 >= self.max_attempts:
-                    raise
-                wait = 0.0 if failover is not None and failover() else self.delay(retry_number, failure, rng)
-                if wait is None or wait >= deadline.remaining():
-                    raise
-                if on_retry is not None:
-                    on_retry(retry_number + 1, wait, exc)
-                await sleep(wait)
-                retry_number += 1
+        if not failure.retryable or attempt >= self.max_attempts:
+            return None
+        if failover:
+            wait = 0.0
+        else:
+            asked = parse_retry_after(failure.headers)
+            if asked is not None and asked > self.max_retry_after:
+                return None
+            wait = asked if asked is not None else self.backoff(attempt - 1, rng)
+        return wait if wait < remaining else None
+
+
+@process_wide
+def get_retry_policy() -> RetryPolicy:
+    """The process's policy, from RETRY_MAX_ATTEMPTS and RETRY_MAX_WAIT_SECONDS."""
+    settings = get_settings()
+    return RetryPolicy(max_attempts=settings.retry_max_attempts, max_retry_after=settings.retry_max_wait_seconds)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shared import identity
 from shared.identity import Identity
+from shared.lazy import process_wide
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -185,18 +186,7 @@ def _client_options() -> dict[str, Any]:
     return {"retry_total": 3, "retry_backoff_factor": 0.4, "connection_timeout": 10}
 
 
-_clients: StorageClients | None = None
-
-
+@process_wide
 def get_storage() -> StorageClients:
     """The process's storage clients for ``AzureWebJobsStorage``."""
-    global _clients
-    if _clients is None:
-        _clients = StorageClients(StorageConfig.from_env(), shared_credential=True)
-    return _clients
-
-
-def reset_storage() -> None:
-    """Forget the process-wide clients (tests that switch accounts or event loops)."""
-    global _clients
-    _clients = None
+    return StorageClients(StorageConfig.from_env(), shared_credential=True)

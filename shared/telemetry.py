@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from shared import identity
+from shared.lazy import process_wide
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -20,32 +21,19 @@ if TYPE_CHECKING:
     from shared.context import RequestContext
     from shared.usage import Usage
 
-_UNSET: Any = object()
-_tracer: Any = _UNSET
-
-
+@process_wide
 def tracer() -> Tracer | None:
     """The gateway's tracer, configured on first use; None when telemetry is off."""
-    global _tracer
-    if _tracer is _UNSET:
-        if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip():
-            from azure.monitor.opentelemetry import configure_azure_monitor
-            from opentelemetry import trace
+    if not os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "").strip():
+        return None
+    from azure.monitor.opentelemetry import configure_azure_monitor
+    from opentelemetry import trace
 
-            # Entra auth for the exporter: the same identity rule (and credential cache) as everything else.
-            who = identity.for_application_insights(os.environ.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""))
-            configure_azure_monitor(credential=identity.sync_credential(who) if who else None, logger_name="gateway")
-            _tracer = trace.get_tracer("azure-openai-gateway")
-        else:
-            _tracer = None
-    result: Tracer | None = _tracer
-    return result
-
-
-def use_tracer(value: Tracer | None) -> None:
-    """Install a tracer (tests use an in-memory exporter)."""
-    global _tracer
-    _tracer = value
+    # Entra auth for the exporter: the same identity rule (and credential cache) as everything else.
+    who = identity.for_application_insights(os.environ.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""))
+    configure_azure_monitor(credential=identity.sync_credential(who) if who else None, logger_name="gateway")
+    found: Tracer = trace.get_tracer("azure-openai-gateway")
+    return found
 
 
 def start_request(route: str, method: str) -> Span | None:

@@ -1,31 +1,20 @@
-"""Telling a real timeout from a lost connection, whatever HTTP transport carried the request.
+"""Telling a timeout from a lost connection, whatever HTTP transport carried the request.
 
-The SDK's aiohttp transport maps every aiohttp connection error, refused connections and peers
-hanging up included, to a *connect timeout*; callers deserve "unreachable" (502) for those and
-"out of time" (504) only for real timeouts. The original exception stays in the ``__cause__`` chain.
+Callers deserve "out of time" (504, ``upstream_timeout``) for a timeout and "unreachable" (502,
+``upstream_unreachable``) for a connection refused, reset or cut short. aiohttp (the gateway's
+transport, :mod:`shared.upstream_http`) raises subclasses of ``TimeoutError`` for its timeouts
+(connect and read) and ``aiohttp.ClientError``/``OSError`` for the rest; httpx2 (a response built by
+the SDK, or a test's) raises ``httpx2.TimeoutException``.
 """
 
 from __future__ import annotations
 
-import asyncio
+import sys
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
-def is_real_timeout(exc: BaseException) -> bool:
-    """True unless something in the cause chain says the connection failed rather than waited."""
-    import aiohttp
-
-    for cause in _causes(exc)[1:]:
-        if isinstance(cause, (aiohttp.ServerTimeoutError, asyncio.TimeoutError, TimeoutError)):
-            return True
-        if isinstance(cause, (aiohttp.ClientConnectionError, ConnectionError, OSError)):
-            return False
-    return True
+def is_timeout(exc: BaseException) -> bool:
+    """True for a timeout, False for any other transport failure."""
+    if isinstance(exc, TimeoutError):
+        return True
+    httpx2 = sys.modules.get("httpx2")  # only an httpx2 transport (already imported) raises its errors
+    return httpx2 is not None and isinstance(exc, httpx2.TimeoutException)

@@ -20,8 +20,15 @@ import jiter
 from pydantic import BaseModel, ValidationError
 
 from shared.config import Settings
-from shared.errors import GatewayError, bad_request, not_found, unprocessable
-from shared.schemas import MAX_EMBEDDING_INPUTS, EmbeddingsRequest
+from shared.errors import (
+    GatewayError,
+    invalid_json,
+    invalid_value,
+    missing_parameter,
+    model_not_found,
+    too_many_inputs,
+)
+from shared.request_models import MAX_EMBEDDING_INPUTS, EmbeddingsRequest
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -40,9 +47,9 @@ def _parse_json(raw: bytes) -> Any:
     except ValueError as exc:
         detail = str(exc)
         if detail.startswith("Detected duplicate key"):
-            raise bad_request(f"The request body has a {detail.removeprefix('Detected ')}; send each key once "
-                              "(parsers disagree on which copy counts).", code="invalid_json") from None
-        raise bad_request(f"The request body is not valid JSON: {detail}.", code="invalid_json") from None
+            raise invalid_json(f"The request body has a {detail.removeprefix('Detected ')}; send each key once "
+                               "(parsers disagree on which copy counts).") from None
+        raise invalid_json(f"The request body is not valid JSON: {detail}.") from None
 
 
 def fold_key(key: str) -> str:
@@ -59,8 +66,8 @@ def refuse_lookalike_keys(obj: Mapping[str, Any], judged: frozenset[str], where:
     for key in obj:
         if key not in judged and fold_key(key) in judged:
             param = f"{where}.{key}" if where else key
-            raise bad_request(f"Ambiguous key {key!r}: this gateway only accepts {fold_key(key)!r} spelled exactly "
-                              "(a duplicate key up to case).", param=param, code="invalid_json")
+            raise invalid_json(f"Ambiguous key {key!r}: this gateway only accepts {fold_key(key)!r} spelled exactly "
+                               "(a duplicate key up to case).", param=param)
 
 
 @lru_cache(maxsize=32)
@@ -72,7 +79,7 @@ def _judged_fields(schema: type[BaseModel]) -> frozenset[str]:
 def parse_body(raw: bytes, schema: type[M]) -> M:
     """Parse once (jiter, with duplicate-key detection) and validate, mapping failures to 400/422."""
     if not raw.strip():
-        raise bad_request("The request body is empty; send a JSON object.", code="invalid_json")
+        raise invalid_json("The request body is empty; send a JSON object.")
     data = _parse_json(raw)
     if isinstance(data, dict):
         refuse_lookalike_keys(data, _judged_fields(schema))
@@ -83,23 +90,17 @@ def parse_body(raw: bytes, schema: type[M]) -> M:
         kind = first["type"]
         param = _param(first["loc"]) or None
         if kind == "model_type":
-            raise bad_request("The request body must be a JSON object.", code="invalid_json") from None
+            raise invalid_json("The request body must be a JSON object.") from None
         if kind == "missing":
-            raise bad_request(f"Missing required parameter: '{param}'.", param=param,
-                              code="missing_required_parameter") from None
-        raise unprocessable(f"Invalid value for '{param}': {first['msg']}.", param=param,
-                            code="invalid_value") from None
+            raise missing_parameter(param) from None
+        raise invalid_value(param, first["msg"]) from None
 
 
 def resolve_model(name: str, settings: Settings) -> str:
     """Map the caller's model (deployment name or alias) to an allowed deployment."""
     deployment = settings.models.get(name)
     if deployment is None:
-        raise not_found(
-            f"The model '{name}' does not exist or is not allowed by this gateway (OPENAI_MODELS).",
-            param="model",
-            code="model_not_found",
-        )
+        raise model_not_found(name)
     return deployment
 
 
@@ -110,9 +111,7 @@ def check_embedding_inputs(request: EmbeddingsRequest) -> None:
     """
     inputs = request.input
     if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int) and len(inputs) > MAX_EMBEDDING_INPUTS:
-        raise bad_request(f"Invalid 'input': array too long. Expected at most {MAX_EMBEDDING_INPUTS} inputs, got "
-                          f"{len(inputs)}; use /v1/embeddings/jobs for more.", param="input",
-                          code="array_above_max_length")
+        raise too_many_inputs(MAX_EMBEDDING_INPUTS, len(inputs))
 
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -120,7 +119,7 @@ _DECODER = json.JSONDecoder()
 
 
 def _not_an_object() -> GatewayError:
-    return bad_request("The request body must be one JSON object.", code="invalid_json")
+    return invalid_json("The request body must be one JSON object.")
 
 
 def _members(text: str) -> list[tuple[str, str]]:
@@ -199,8 +198,7 @@ def _member(key: str, value: object) -> str:
     try:
         return json.dumps(key) + ":" + json.dumps(value, separators=(",", ":"), allow_nan=False)
     except ValueError:  # a value merged from the caller's body held a number beyond float range (1e400)
-        raise unprocessable(f"Invalid value for '{key}': a number is out of range.", param=key,
-                            code="invalid_value") from None
+        raise invalid_value(key, "a number is out of range") from None
 
 
 def with_model(raw: bytes, deployment: str) -> bytes:

@@ -32,6 +32,16 @@ OPERATIONS: tuple[tuple[str, str, Operation], ...] = (
         "/responses/{response_id}",
         Operation("responses/{id}", "Responses_Delete", responses.delete, has_body=False),
     ),
+    (
+        "POST",
+        "/responses/{response_id}/cancel",
+        Operation("responses/{id}/cancel", "Responses_Cancel", responses.cancel, has_body=False),
+    ),
+    (
+        "GET",
+        "/responses/{response_id}/input_items",
+        Operation("responses/{id}/input_items", "Responses_ListInputItems", responses.input_items, has_body=False),
+    ),
     ("GET", "/models", Operation("models", "Models_List", models.list_models, has_body=False)),
     ("GET", "/models/{model_id}", Operation("models/{id}", "Models_Get", models.get_model, has_body=False)),
 )

@@ -58,6 +58,11 @@ class SimulatorConfig:
         metadata={"help": "answer embeddings in this encoding (float or base64) whatever encoding_format asked, "
                   "like an OpenAI-compatible upstream that ignores it; unset = as asked"},
     )
+    content_filter_annotations: bool = field(
+        default=False,
+        metadata={"help": "annotate every chat reply with Azure's content-filter results (prompt_filter_results, "
+                  "per-choice content_filter_results, and a first stream chunk with empty choices)"},
+    )
     max_stored_responses: int = field(default=10000, metadata={"help": "stored /responses kept (oldest evicted)"})
     recent_requests: int = field(default=1000, metadata={"help": "request records kept for /_sim/stats"})
     log_level: str = field(default="warning", metadata={"help": "uvicorn log level"})

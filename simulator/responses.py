@@ -1,4 +1,5 @@
-"""`/responses`: create (plain and streamed), retrieve, delete, with stored conversations.
+"""`/responses`: create (plain, streamed, in the background), retrieve, cancel, delete, input items,
+with stored conversations (background runs and input items: background.py).
 
 What a reply reveals, so gateway tests can check what reached the upstream:
 
@@ -13,6 +14,10 @@ What a reply reveals, so gateway tests can check what reached the upstream:
 * function tools (and no mcp tools) with `tool_choice` not "none" after a user turn -> a single
   `function_call` item with arguments ``{}``.
 
+Azure-specific behaviour: a content-filter marker in the last user turn (content_filter.py) refuses
+the prompt (400 `content_filter`) or cuts the message (`status: "incomplete"`, reason
+`content_filter`); `reasoning: {effort, summary}` puts a `reasoning` item first (reasoning.py).
+
 Streaming emits the documented event sequence, each event with a growing `sequence_number`,
 as ``event: <type>\\ndata: <json>\\n\\n`` and no `[DONE]` terminator.
 """
@@ -22,13 +27,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
+from . import background, content_filter
 from .chat import output_cap, text_of
 from .errors import ApiError, invalid_request
 from .ids import hex_id
 from .pipeline import Call, JsonOutcome, Outcome, StreamOutcome, dumps
-from .store import StoredResponse
+from .reasoning import Reasoning, responses_reasoning, summary_parts
+from .store import Background, StoredResponse
 from .text import compose_reply, deltas, first_words, join_words, reply_lead, tool_result_lead
 from .tokens import estimate_content, estimate_text
 
@@ -61,7 +69,8 @@ class Plan:
     items: list[dict[str, Any]] = field(default_factory=list)
     words: list[str] | None = None
     output_tokens: int = 0
-    incomplete: bool = False
+    incomplete: str | None = None  # why the message was cut: "max_output_tokens" or "content_filter"
+    summary: list[list[str]] = field(default_factory=list)  # reasoning summary parts, as words
 
 
 def _items(value: object) -> list[dict[str, Any]]:
@@ -183,9 +192,19 @@ def _lead(instructions: str | None, turn_number: int | None, turn: Turn) -> list
     return lead
 
 
-def _plan(call: Call, tools: list[dict[str, Any]], turn: Turn, lead: list[str], cap: int | None) -> Plan:
+def _reasoning_item(reasoning: Reasoning, turn: Turn, plan: Plan) -> dict[str, Any]:
+    plan.summary = summary_parts(reasoning, turn.text)
+    plan.output_tokens += reasoning.tokens
+    summary = [{"type": "summary_text", "text": " ".join(words)} for words in plan.summary]
+    return {"id": hex_id("rs_"), "type": "reasoning", "summary": summary}
+
+
+def _plan(call: Call, tools: list[dict[str, Any]], turn: Turn, lead: list[str], cap: int | None,
+          reasoning: Reasoning | None, filtered: bool) -> Plan:
     plan = Plan()
     config = call.sim.config
+    if reasoning is not None:
+        plan.items.append(_reasoning_item(reasoning, turn, plan))
     mcp = next((t for t in tools if t.get("type") == "mcp"), None)
     wants_message = True
     if mcp is not None and turn.kind in ("user", "mcp_approval"):
@@ -212,7 +231,10 @@ def _plan(call: Call, tools: list[dict[str, Any]], turn: Turn, lead: list[str], 
         words = compose_reply(lead, turn.text, config.seed, config.reply_tokens)
         if cap is not None and cap < plan.output_tokens + len(words):
             words = words[: max(0, cap - plan.output_tokens)]
-            plan.incomplete = True
+            plan.incomplete = "max_output_tokens"
+        if filtered:
+            words = words[: content_filter.WORDS_BEFORE_CUT]
+            plan.incomplete = "content_filter"
         plan.words = words
         plan.output_tokens += len(words)
     return plan
@@ -247,14 +269,20 @@ async def create(call: Call) -> Outcome:
                 status=404,
             )
     cap = output_cap(body, "max_output_tokens")
+    reasoning = responses_reasoning(body)
     input_tokens = _input_tokens(items) + (estimate_text(instructions) if instructions else 0)
     if previous is not None:
         input_tokens += previous.context_tokens
-    call.admit(input_tokens + (cap if cap is not None else sim.config.reply_tokens))
-
     turn = _last_turn(items)
+    trigger = content_filter.find_trigger(turn.text) if turn.kind == "user" else None
+    if trigger is not None and trigger.stage == "prompt":
+        raise content_filter.responses_prompt_refused(trigger.category, len(turn.text))
+    thinking = reasoning.tokens if reasoning is not None else 0
+    call.admit(input_tokens + (cap if cap is not None else sim.config.reply_tokens + thinking))
+
     turn_number = previous.turn + 1 if previous is not None else None
-    plan = _plan(call, tools, turn, _lead(instructions, turn_number, turn), cap)
+    filtered = trigger is not None and trigger.stage == "output"
+    plan = _plan(call, tools, turn, _lead(instructions, turn_number, turn), cap, reasoning, filtered)
     message_id = hex_id("msg_")
     output = list(plan.items)
     if plan.words is not None:
@@ -270,7 +298,7 @@ async def create(call: Call) -> Outcome:
         "background": False,
         "completed_at": now,
         "error": None,
-        "incomplete_details": {"reason": "max_output_tokens"} if plan.incomplete else None,
+        "incomplete_details": {"reason": plan.incomplete} if plan.incomplete else None,
         "instructions": instructions,
         "max_output_tokens": cap,
         "metadata": body.get("metadata") or {},
@@ -278,7 +306,8 @@ async def create(call: Call) -> Outcome:
         "output": output,
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": previous_id,
-        "reasoning": {"effort": None, "summary": None},
+        "reasoning": {"effort": reasoning.effort if reasoning else None,
+                      "summary": reasoning.summary if reasoning else None},
         "store": store,
         "temperature": body.get("temperature", 1.0),
         "text": body.get("text") or {"format": {"type": "text"}},
@@ -292,23 +321,30 @@ async def create(call: Call) -> Outcome:
             "input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": plan.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": thinking},
             "total_tokens": input_tokens + plan.output_tokens,
         },
         "user": body.get("user"),
     }
-    if store:
-        turn_count = turn_number or 1
-        sim.store.put(response["id"], StoredResponse(response, turn_count, input_tokens + plan.output_tokens))
-
     config = sim.config
-    if body.get("background") is True:
-        # Answered at once, still queued; the stored copy is the finished response (as if it ran).
-        response["background"] = True
-        if body.get("stream") is not True:
-            return JsonOutcome({**response, "status": "queued", "completed_at": None, "output": [], "usage": None})
+    gap = config.token_delay_ms / 1000
+    ttft = config.ttft_ms / 1000 + gap * thinking
+    in_background = body.get("background") is True
+    response["background"] = in_background
+    stored: StoredResponse | None = None
+    if store or in_background:  # a background response is kept while it runs, to be polled
+        stored = StoredResponse(response, turn_number or 1, input_tokens + plan.output_tokens,
+                                input_items=background.input_resources(items))
+        sim.store.put(response["id"], stored)
+    if in_background and stored is not None:
+        # It runs on its own clock from now (background.py); the reply comes at once, still queued.
+        streamed = _stream(response, plan, message_id, ttft, gap)
+        stored.background = Background(streamed.events, list(accumulate(streamed.delays)), time.monotonic())
+        if body.get("stream") is True:
+            return streamed
+        return JsonOutcome({**response, "status": "queued", "completed_at": None, "output": [], "usage": None})
     if body.get("stream") is True:
-        return _stream(response, plan, message_id, config.ttft_ms / 1000, config.token_delay_ms / 1000)
+        return _stream(response, plan, message_id, ttft, gap)
     delay_ms = config.ttft_ms + config.token_delay_ms * max(0, plan.output_tokens - 1)
     return JsonOutcome(response, delay_s=delay_ms / 1000)
 
@@ -379,6 +415,17 @@ def _stream(response: dict[str, Any], plan: Plan, message_id: str, ttft: float, 
                 logprobs=[],
             )
             out.add("response.content_part.done", item_id=item_id, output_index=index, content_index=0, part=part)
+        elif kind == "reasoning":
+            out.add("response.output_item.added", output_index=index, item={**item, "summary": []})
+            for part_index, words in enumerate(plan.summary):
+                where = {"item_id": item_id, "output_index": index, "summary_index": part_index}
+                out.add("response.reasoning_summary_part.added", **where, part={"type": "summary_text", "text": ""})
+                for i, piece in enumerate(deltas(words)):
+                    out.add("response.reasoning_summary_text.delta", first if i == 0 else gap, **where,
+                            delta=piece, obfuscation=obfuscation(piece))
+                    first = 0.0
+                out.add("response.reasoning_summary_text.done", **where, text=" ".join(words))
+                out.add("response.reasoning_summary_part.done", **where, part=item["summary"][part_index])
         elif kind == "function_call":
             out.add(
                 "response.output_item.added",
@@ -430,12 +477,35 @@ def _stream(response: dict[str, Any], plan: Plan, message_id: str, ttft: float, 
     return StreamOutcome(out.events, out.delays)
 
 
-async def retrieve(call: Call) -> Outcome:
+def _stored(call: Call) -> StoredResponse:
+    call.record.query = call.request.url.query
     response_id = call.request.path_params["response_id"]
     stored = call.sim.store.get(response_id)
     if stored is None:
         raise not_found(response_id)
-    return JsonOutcome(stored.payload)
+    return stored
+
+
+async def retrieve(call: Call) -> Outcome:
+    """A stored response as it is now; with `stream=true`, a background response's events (background.py)."""
+    stored = _stored(call)
+    query = call.request.query_params
+    if query.get("stream") == "true":
+        after = query.get("starting_after")
+        if after is not None and not after.isdigit():
+            raise invalid_request("Invalid 'starting_after': expected a non-negative integer.", param="starting_after")
+        call.record.stream = True
+        return background.resumed(stored, None if after is None else int(after),
+                                  obfuscated=query.get("include_obfuscation") != "false")
+    return JsonOutcome(background.current(stored))
+
+
+async def cancel(call: Call) -> Outcome:
+    return JsonOutcome(background.cancel(_stored(call)))
+
+
+async def input_items(call: Call) -> Outcome:
+    return JsonOutcome(background.page(_stored(call).input_items, dict(call.request.query_params)))
 
 
 async def delete(call: Call) -> Outcome:

@@ -43,6 +43,8 @@ class RequestRecord:
     model: str | None = None
     stream: bool = False
     fault: str | None = None
+    # the raw query string, so gateway tests can check what a relayed query looked like
+    query: str = ""
     status: int | None = None
     first_byte_at: float | None = None
     finished_at: float | None = None
@@ -57,6 +59,7 @@ class RequestRecord:
             "request_id": self.request_id,
             "method": self.method,
             "path": self.path,
+            "query": self.query,
             "route": self.route,
             "model": self.model,
             "stream": self.stream,

@@ -6,8 +6,27 @@ Bounded (oldest evicted first) so a long benchmark cannot grow the simulator wit
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass(slots=True)
+class Background:
+    """A background response runs on its own clock, whoever is connected: its stream's events, when
+    each one happens (seconds after ``started``, a monotonic time), and when it was cancelled, if it was."""
+
+    events: list[bytes]
+    offsets: list[float]
+    started: float
+    cancelled_at: float | None = None
+
+    def elapsed(self, now: float) -> float:
+        """Seconds of generation so far (a cancel stops the clock)."""
+        end = now if self.cancelled_at is None else min(now, self.cancelled_at)
+        return end - self.started
+
+    def finished(self, now: float) -> bool:
+        return self.cancelled_at is None and self.elapsed(now) >= (self.offsets[-1] if self.offsets else 0.0)
 
 
 @dataclass(slots=True)
@@ -17,6 +36,8 @@ class StoredResponse:
     payload: dict[str, Any]
     turn: int  # 1 for a fresh conversation, +1 per previous_response_id hop
     context_tokens: int  # input + output tokens of the conversation up to and including it
+    input_items: list[dict[str, Any]] = field(default_factory=list)  # as `input_items` lists them
+    background: Background | None = None  # the timeline of a background response
 
 
 class ResponseStore:

@@ -2,7 +2,8 @@
 //
 // One ES module, no framework, no build step and no dependencies: everything a browser app needs to
 // talk to the gateway is here and short enough to read: streaming with fetch + a small SSE parser,
-// Stop with AbortController, OpenAI-shaped errors turned into plain words, and an embedding job
+// Stop with AbortController, OpenAI-shaped errors turned into plain words (Azure's content filter
+// included), reasoning summaries and MCP tool calls shown as they stream, and an embedding job
 // submitted, polled and downloaded.
 //
 // The pure helpers (createSSEParser, describeError, retryAfterSeconds, jobProgress, ...) are
@@ -104,7 +105,7 @@ export class GatewayProblem extends Error {
   constructor({ status = 0, error = {}, headers = {}, kind = "http", url = "", requestId = "" } = {}) {
     super(error.message || `HTTP ${status}`);
     this.name = "GatewayProblem";
-    this.kind = kind; // "http" | "stream" | "truncated" | "unreachable" | "refused" | "gateway"
+    this.kind = kind; // "http" | "stream" | "truncated" | "unreachable" | "refused" | "gateway" | "filtered"
     this.status = status;
     this.error = error;
     this.headers = headers;
@@ -167,6 +168,8 @@ export function describeError(problem, context = {}) {
   if (kind === "truncated") {
     return result("The connection dropped before the answer was complete.", "What arrived is shown above; try again.");
   }
+  if (kind === "filtered") return describeContentFilter("answer", problem.categories ?? []);
+  if (code === "content_filter") return describeContentFilter("prompt", promptFilterCategories(error));
   const midStream = kind === "stream" ? "The answer was cut off. " : "";
 
   if (status === 429 || code === "429" || code === "rate_limit_exceeded" || error.type === "rate_limit_error") {
@@ -204,6 +207,70 @@ export function describeError(problem, context = {}) {
     return result(`${midStream || "Something went wrong on the server side. "}${message || "Try again."}`);
   }
   return result(`The request failed (HTTP ${status})${quoted(message)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Azure's content filter in plain words
+// ---------------------------------------------------------------------------------------------
+
+// Azure screens prompts and answers. A blocked prompt is a 400 with code "content_filter" whose
+// results say which categories tripped (chat: error.innererror.content_filter_result; Responses:
+// error.content_filters[].content_filter_results); a blocked answer stops early (chat:
+// finish_reason "content_filter" with the choice's content_filter_results; Responses: status
+// "incomplete", reason "content_filter").
+const FILTER_CATEGORIES = {
+  hate: "hateful or discriminatory content",
+  sexual: "sexual content",
+  violence: "violence",
+  self_harm: "self-harm",
+  profanity: "profanity",
+  jailbreak: "an attempt to get around the model's rules (jailbreak)",
+  indirect_attack: "instructions hidden in a document (indirect attack)",
+  protected_material_text: "copyrighted text",
+  protected_material_code: "licensed code",
+  custom_blocklists: "words on a blocklist set by the app's owner",
+  custom_topics: "a topic blocked by the app's owner",
+};
+
+/**
+ * The categories that were filtered in a content-filter result object, in plain words.
+ * @param {Record<string, {filtered?: boolean}> | undefined} results
+ * @returns {string[]}
+ */
+export function filteredCategories(results) {
+  if (!results || typeof results !== "object") return [];
+  return Object.entries(results)
+    .filter(([, value]) => value && typeof value === "object" && value.filtered === true)
+    .map(([name]) => FILTER_CATEGORIES[name] ?? name.replaceAll("_", " "));
+}
+
+/** "a", "a and b", "a, b and c". */
+function listed(words) {
+  return words.length <= 1 ? (words[0] ?? "") : `${words.slice(0, -1).join(", ")} and ${words.at(-1)}`;
+}
+
+/**
+ * What to tell the user when the content filter blocked the prompt ("prompt") or cut the answer
+ * ("answer").
+ * @param {"prompt" | "answer"} stage
+ * @param {string[]} categories from filteredCategories()
+ * @returns {{title: string, detail: string, retryAfter: null}}
+ */
+export function describeContentFilter(stage, categories) {
+  const why = categories.length ? ` for ${listed(categories)}` : "";
+  const owner = "If this is a mistake, the deployment's owner can review its content filter in Azure AI Foundry.";
+  return stage === "prompt"
+    ? { title: `Blocked by Azure's content filter: your message was flagged${why}.`,
+      detail: `Nothing was generated. Rephrase the message and send it again. ${owner}`, retryAfter: null }
+    : { title: `Azure's content filter stopped the answer: it was flagged${why}.`,
+      detail: `What arrived before that is shown above. Try asking in another way. ${owner}`, retryAfter: null };
+}
+
+/** The filtered categories of a content_filter error body (chat's or the Responses API's shape). */
+export function promptFilterCategories(error = {}) {
+  const fromChat = error.innererror?.content_filter_result;
+  const fromResponses = (error.content_filters ?? []).map((entry) => entry?.content_filter_results);
+  return [...new Set([fromChat, ...fromResponses].flatMap((results) => filteredCategories(results)))];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -338,24 +405,80 @@ class Gateway {
   }
 }
 
+/** An MCP server_label for a server URL: its host's first label, letters, digits, - and _ only. */
+export function mcpLabel(url) {
+  try {
+    return new URL(url).hostname.split(".")[0].replace(/[^A-Za-z0-9_-]/g, "_") || "mcp";
+  } catch {
+    return "mcp";
+  }
+}
+
 /**
- * Stream a reply, calling onDelta(text) for every piece of text as it arrives.
+ * One line about an MCP output item of the Responses API, as it is added (done=false) and finished.
+ * @returns {{text: string, status: "running" | "done" | "failed" | "waiting"}}
+ */
+export function describeTool(item, done) {
+  const where = item.server_label ? ` on ${item.server_label}` : "";
+  if (item.type === "mcp_list_tools") {
+    const names = (item.tools ?? []).map((tool) => tool.name);
+    if (!done) return { text: `Listing the tools${where}…`, status: "running" };
+    if (item.error) return { text: `Could not list the tools${where}: ${item.error}`, status: "failed" };
+    return { text: `Tools${where}: ${names.join(", ") || "none"}`, status: "done" };
+  }
+  if (item.type === "mcp_approval_request") {
+    return { text: `${item.name}${where} waits for approval (this page does not approve tool calls).`,
+      status: "waiting" };
+  }
+  if (!done) return { text: `Calling ${item.name}${where}…`, status: "running" };
+  if (item.error) return { text: `${item.name}${where} failed: ${item.error}`, status: "failed" };
+  return { text: `Called ${item.name}${where}`, status: "done" };
+}
+
+const MCP_ITEMS = new Set(["mcp_list_tools", "mcp_call", "mcp_approval_request"]);
+
+/**
+ * The request body for one turn. Reasoning: chat takes reasoning_effort; the Responses API takes
+ * reasoning {effort, summary: "auto"}, the summary being what the page shows while it streams.
+ * An MCP server is a Responses tool, run by the model service (never by this page), so calls need no
+ * approval here: the page has no way to show what a call would send before it is made.
+ */
+export function replyRequest({ api, model, history, reasoning = "", mcpUrl = "" }) {
+  const input = history.map(({ role, content }) => ({ role, content }));
+  if (api === "responses") {
+    // store:false because the page keeps the conversation itself and resends it every turn.
+    const body = { model, input, stream: true, store: false };
+    if (reasoning) body.reasoning = { effort: reasoning, summary: "auto" };
+    if (mcpUrl) {
+      body.tools = [{ type: "mcp", server_label: mcpLabel(mcpUrl), server_url: mcpUrl, require_approval: "never" }];
+    }
+    return ["v1/responses", body];
+  }
+  const body = { model, messages: input, stream: true, stream_options: { include_usage: true } };
+  if (reasoning) body.reasoning_effort = reasoning;
+  return ["v1/chat/completions", body];
+}
+
+/**
+ * Stream a reply, calling onDelta(text) for every piece of text as it arrives, onReasoning(text)
+ * for every piece of a reasoning summary, and onTool(item, done) when an MCP item starts and ends.
  * Chat Completions ends with "data: [DONE]"; the Responses API with response.completed (or
  * .incomplete); the gateway reports a failure after the stream began as "event: error".
- * @returns {Promise<{usage: object | null, requestId: string}>}
+ * `filtered` is null, or the categories (plain words, maybe none known) for which Azure's content
+ * filter cut the answer.
+ * @returns {Promise<{usage: object | null, requestId: string, filtered: string[] | null}>}
  */
-export async function streamReply(gateway, { api, model, history, signal, onDelta, onOpen }) {
-  const input = history.map(({ role, content }) => ({ role, content }));
-  const [path, body] = api === "responses"
-    // store:false because the page keeps the conversation itself and resends it every turn.
-    ? ["v1/responses", { model, input, stream: true, store: false }]
-    : ["v1/chat/completions", { model, messages: input, stream: true, stream_options: { include_usage: true } }];
+export async function streamReply(gateway, {
+  api, model, history, signal, onDelta, onOpen, reasoning, mcpUrl, onReasoning = () => {}, onTool = () => {},
+}) {
+  const [path, body] = replyRequest({ api, model, history, reasoning, mcpUrl });
   const response = await gateway.request(path, { method: "POST", body, signal, accept: "text/event-stream" });
   const headers = headerMap(response);
   const requestId = headers["x-request-id"] ?? "";
   onOpen?.(requestId);
   let finished = false;
   let usage = null;
+  let filtered = null;
   const fail = (error) => new GatewayProblem({ kind: "stream", status: 200, error, headers, requestId });
 
   for await (const { event, data } of readEvents(response.body)) {
@@ -368,21 +491,28 @@ export async function streamReply(gateway, { api, model, history, signal, onDelt
     if (api === "responses") {
       const type = payload.type ?? event;
       if (type === "response.output_text.delta") onDelta(payload.delta ?? "");
+      else if (type === "response.reasoning_summary_text.delta") onReasoning(payload.delta ?? "");
+      else if (type === "response.reasoning_summary_part.added" && payload.summary_index > 0) onReasoning("\n\n");
+      else if ((type === "response.output_item.added" || type === "response.output_item.done")
+        && MCP_ITEMS.has(payload.item?.type)) onTool(payload.item, type === "response.output_item.done");
       else if (type === "response.completed" || type === "response.incomplete") {
         usage = payload.response?.usage ?? null;
+        if (payload.response?.incomplete_details?.reason === "content_filter") filtered = [];
         finished = true;
       } else if (type === "response.failed") {
         throw fail(payload.response?.error ?? { message: "The response failed." });
       }
     } else {
       if (payload.error) throw fail(payload.error);
-      const piece = payload.choices?.[0]?.delta?.content;
+      const choice = payload.choices?.[0];
+      const piece = choice?.delta?.content;
       if (piece) onDelta(piece);
+      if (choice?.finish_reason === "content_filter") filtered = filteredCategories(choice.content_filter_results);
       if (payload.usage) usage = payload.usage;
     }
   }
   if (!finished) throw new GatewayProblem({ kind: "truncated", requestId });
-  return { usage, requestId };
+  return { usage, requestId, filtered };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,6 +644,61 @@ function boot() {
     return item;
   }
 
+  /**
+   * The reasoning summary of one reply: a collapsible block above the answer, open while the
+   * summary streams in, folded away once the answer starts (a click opens it again).
+   */
+  function reasoningBox(item) {
+    let box = null;
+    return {
+      add(piece) {
+        if (!box) {
+          box = document.createElement("details");
+          box.className = "reasoning";
+          box.open = true;
+          const label = document.createElement("summary");
+          label.textContent = "Thinking…";
+          const text = document.createElement("div");
+          text.className = "reasoning-text";
+          box.append(label, text);
+          item.querySelector(".text").before(box);
+        }
+        box.querySelector(".reasoning-text").textContent += piece;
+      },
+      answerStarted() {
+        if (!box || box.dataset.folded) return;
+        box.dataset.folded = "true";
+        box.open = false;
+        box.querySelector("summary").textContent = "Reasoning summary";
+      },
+    };
+  }
+
+  /** MCP tool activity of one reply, one line per item, updated in place as each one finishes. */
+  function toolList(item) {
+    let list = null;
+    return {
+      show(toolItem, done) {
+        if (!list) {
+          list = document.createElement("ul");
+          list.className = "tools";
+          item.querySelector(".text").before(list);
+        }
+        const id = String(toolItem.id ?? list.children.length);
+        let line = [...list.children].find((li) => li.dataset.id === id);
+        if (!line) {
+          line = document.createElement("li");
+          line.dataset.id = id;
+          line.dataset.type = toolItem.type;
+          list.append(line);
+        }
+        const { text, status } = describeTool(toolItem, done);
+        line.textContent = text;
+        line.dataset.status = status;
+      },
+    };
+  }
+
   function setStreaming(on) {
     $("send").disabled = on;
     $("stop").disabled = !on;
@@ -525,6 +710,8 @@ function boot() {
     if (!text || state.controller) return;
     const api = document.querySelector('input[name="api"]:checked').value;
     const model = $("chat-model").value.trim();
+    const reasoning = $("reasoning").value;
+    const mcpUrl = api === "responses" ? $("mcp-url").value.trim() : "";
     hideError($("chat-error"));
     $("prompt").value = "";
 
@@ -546,12 +733,20 @@ function boot() {
     let reply = "";
     const status = (line) => { $("chat-status").textContent = line; };
     status(`Waiting for ${model || "the model"}…`);
+    const thoughts = reasoningBox(item);
+    const tools = toolList(item);
 
     try {
-      const { usage, requestId } = await streamReply(gateway, {
-        api, model, history, signal: controller.signal,
+      const { usage, requestId, filtered } = await streamReply(gateway, {
+        api, model, history, reasoning, mcpUrl, signal: controller.signal,
         onOpen: () => { item.dataset.state = "streaming"; },
+        onReasoning: (piece) => {
+          thoughts.add(piece);
+          status("Reasoning…");
+        },
+        onTool: (toolItem, done) => tools.show(toolItem, done),
         onDelta: (piece) => {
+          thoughts.answerStarted();
           firstToken ??= performance.now() - started;
           pieces += 1;
           reply += piece;
@@ -560,12 +755,17 @@ function boot() {
           if (pieces % 8 === 0) item.scrollIntoView({ block: "end" });
         },
       });
-      item.dataset.state = "done";
+      thoughts.answerStarted();
+      item.dataset.state = filtered ? "filtered" : "done";
       history.push({ role: "assistant", content: reply });
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       const tokens = usage ? ` · ${usage.completion_tokens ?? usage.output_tokens ?? "?"} tokens` : "";
+      const thinking = usage?.completion_tokens_details?.reasoning_tokens ?? usage?.output_tokens_details?.reasoning_tokens;
       status(`Done in ${seconds} s${firstToken === null ? "" : ` · first token after ${Math.round(firstToken)} ms`}${tokens}` +
-        (requestId ? ` · request id ${requestId}` : ""));
+        (thinking ? ` (${thinking} for reasoning)` : "") + (requestId ? ` · request id ${requestId}` : ""));
+      if (filtered) {
+        showError($("chat-error"), Object.assign(new GatewayProblem({ kind: "filtered", requestId }), { categories: filtered }));
+      }
     } catch (err) {
       if (err?.name === "AbortError") {
         // Closing the connection is the whole protocol: the gateway sees the client leave and

@@ -40,6 +40,10 @@ DEFAULT_TABLE = "embeddingjobs"
 logger = logging.getLogger("gateway.jobs.client")
 
 
+class JobIdTaken(ValueError):
+    """``submit_job(job_id=...)`` named the id of a job that already exists."""
+
+
 def _queue_name() -> str:
     return os.environ.get("EMBEDDING_JOBS_QUEUE", "").strip() or DEFAULT_QUEUE
 
@@ -62,7 +66,7 @@ def build_message(*, job_id: str, model: str, inputs: Iterable[str | Mapping[str
                   metadata: Mapping[str, str] | None = None, owner: str | None = None,
                   token: str | None = None) -> messages.JobMessage:
     """A validated v1 job message (raises ``pydantic.ValidationError`` on bad arguments)."""
-    data: dict[str, Any] = {"schema": messages.SCHEMA, "type": "job", "id": job_id, "model": model}
+    data: dict[str, Any] = {"schema": messages.SCHEMA_VERSION, "type": "job", "id": job_id, "model": model}
     if owner is not None:
         data["owner"] = owner
     if token is not None:
@@ -131,7 +135,7 @@ async def _submit(clients: StorageClients, message: messages.JobMessage, queue_n
         body = messages.to_json(message)
     await _record_queued(clients, message, table)
     queue_client = clients.queue.get_queue_client(queue_name)
-    await _send_creating(queue_client.create_queue, lambda: enqueue.send(queue_client, body))
+    await _send_creating(queue_client.create_queue, lambda: enqueue.put_message(queue_client, body))
 
 
 async def _record_queued(clients: StorageClients, message: messages.JobMessage, table: str) -> None:
@@ -143,13 +147,21 @@ async def _record_queued(clients: StorageClients, message: messages.JobMessage, 
     from shared.jobs.store import JobStore, fields_for
 
     store = JobStore(clients.table.get_table_client(table))
+    created: list[bool] = []
+
+    async def create() -> None:
+        created.append(await store.create(message.id, fields_for(message, None, "queue", token=message.token or "")))
+
     try:
-        await _send_creating(lambda: clients.table.create_table_if_not_exists(table),
-                             lambda: store.create(message.id, fields_for(message, None, "queue",
-                                                                         token=message.token or "")))
+        await _send_creating(lambda: clients.table.create_table_if_not_exists(table), create)
     except Exception as exc:
         logger.warning("could not record job %s as queued (%s); it appears once planned", message.id,
                        type(exc).__name__)
+        return
+    if created and not created[-1]:
+        # Another job has this id: its message would be refused by the worker (it cannot prove the
+        # job, shared.jobs.proof); say so to the producer now instead.
+        raise JobIdTaken(f"an embedding job with id {message.id} already exists; choose another id")
 
 
 def submit_job_sync(inputs: Iterable[str | Mapping[str, str]] | None = None, *, model: str,

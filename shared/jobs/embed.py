@@ -12,19 +12,25 @@ import base64
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared import tokens
 from shared.context import RequestContext
-from shared.jobs.pacer import Pacer, Throttled
+from shared.errors import GatewayError, UpstreamError
+from shared.jobs.pacer import WINDOW_SECONDS, Pacer, Throttled
 from shared.jobs.packing import Item
-from shared.upstream import UpstreamError, send
+from shared.upstream import send
 
 logger = logging.getLogger("gateway.jobs")
 
 # Budget of one upstream request, the retry policy's short waits included: a 429 asking for longer
 # than what is left of it ends the attempt, and the message is handed back for that long instead.
 REQUEST_DEADLINE_SECONDS = 20.0
+# With no rate-limit signal from a deployment yet, a batch over PROBE_ABOVE_TOKENS first sends a piece of
+# PROBE_TOKENS, to learn the limit: one extra call for a big chunk, instead of risking a minute-long 429
+# (Azure's smallest deployments have 1k TPM). Smaller batches are sent whole.
+PROBE_ABOVE_TOKENS = 32_768
+PROBE_TOKENS = 4096
 # The pacer may hold a request this long to smooth a burst; beyond it the message goes back to the queue.
 INLINE_WAIT_SECONDS = 2.0
 
@@ -38,12 +44,30 @@ class JobFailed(Exception):
         self.message = message
 
 
+class Oversized(Exception):
+    """A request the deployment's per-minute limit can never admit; it must be split, not retried."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request larger than the limit of {limit} tokens")
+        self.limit = limit
+
+
 @dataclass(slots=True)
 class Outcome:
-    """What happened to each item: a float32 vector (little-endian bytes) or an error on the item."""
+    """What happened to each item: a float32 vector (little-endian bytes) or an error on the item.
+
+    ``refused`` holds the inputs the upstream refused one by one, ``{index: (code, message)}``
+    (also set on the items themselves), so that a paused chunk can keep them with its vectors.
+    """
 
     vectors: dict[int, bytes]
     tokens: int
+    refused: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def absorb(self, other: Outcome) -> None:
+        self.vectors.update(other.vectors)
+        self.refused.update(other.refused)
+        self.tokens += other.tokens
 
 
 def request_body(texts: Sequence[str], model: str, dimensions: int | None) -> bytes:
@@ -89,9 +113,19 @@ async def _send(items: Sequence[Item], model: str, dimensions: int | None, pacer
     try:
         response = await send(ctx, "POST", "/embeddings", content=request_body(texts, model, dimensions))
     except UpstreamError as exc:
-        pacer.release(permit, exc.response.headers)
+        pacer.release(permit, exc.response.headers, charged=exc.response.status_code != 429)
         if exc.response.status_code == 429:
+            limit = pacer.max_request_tokens()
+            if limit is not None and cost > limit:
+                # Not "wait": this request is larger than the deployment's minute and never fits (the
+                # 429 asks for a whole window). Learned from the 429's own headers: split it now.
+                raise Oversized(limit) from None
             raise Throttled(pacer.throttled(exc.response.headers)) from None
+        raise
+    except GatewayError as exc:
+        pacer.release(permit, None, charged=exc.status != 429)
+        if exc.status == 429:  # every backend cooling down after a 429: the wait it names, for everyone
+            raise Throttled(pacer.throttled(exc.headers)) from None
         raise
     except BaseException:
         pacer.release(permit, None)
@@ -100,25 +134,37 @@ async def _send(items: Sequence[Item], model: str, dimensions: int | None, pacer
     return _decode(response.content, len(items))
 
 
-async def embed(items: list[Item], model: str, dimensions: int | None, pacer: Pacer) -> Outcome:
+async def embed(items: list[Item], model: str, dimensions: int | None, pacer: Pacer,
+                outcome: Outcome | None = None) -> Outcome:
     """Embed ``items`` (all with text); items the upstream refuses one by one get an error set.
+
+    Results accumulate in ``outcome`` (the caller's, when given) as each request returns, so when
+    something stops it part-way (a throttle longer than a function should sleep, an outage), the
+    caller still holds everything already paid for and can keep it.
 
     A refused batch is halved until the refused inputs stand alone; a refusal about anything but
     the inputs (``dimensions``, ``model``), or more refusals than isolating a few bad inputs takes,
     fails the job instead of costing thousands of requests.
     """
-    outcome = Outcome({}, 0)
-    limit = pacer.max_request_tokens()
-    batches = [items]
-    if limit is not None and sum(tokens.estimate(i.text or "") for i in items) > limit:
-        # The deployment's whole per-minute budget is smaller than this request: it would never pass.
-        batches = _split_by_estimate(items, max(1, limit // 2))
+    outcome = Outcome({}, 0) if outcome is None else outcome
     refusals_left = 16 * max(1, len(items)).bit_length()
-    pending = list(reversed(batches))
+    pending = [items]
     while pending:
         batch = pending.pop()
+        pieces = _fit(batch, pacer)
+        if len(pieces) > 1:
+            pending.extend(reversed(pieces))
+            continue
         try:
             vectors, used = await _send(batch, model, dimensions, pacer)
+        except Oversized as exc:
+            if len(batch) == 1:  # a single input over the whole limit: wait for an empty window instead
+                raise Throttled(WINDOW_SECONDS) from None
+            parts = _split_by_estimate(batch, max(1, exc.limit // 2))
+            if len(parts) == 1:
+                parts = [batch[:len(batch) // 2], batch[len(batch) // 2:]]
+            pending.extend(reversed(parts))
+            continue
         except UpstreamError as exc:
             status = exc.response.status_code
             code, param, message = _error(exc.response.content)
@@ -139,11 +185,30 @@ async def embed(items: list[Item], model: str, dimensions: int | None, pacer: Pa
             item.text = None
             item.error_code = code or "invalid_input"
             item.error_message = message or f"The upstream refused this input ({status})."
+            outcome.refused[item.index] = (item.error_code, item.error_message)
             continue
         outcome.tokens += used
         for item, vector in zip(batch, vectors, strict=True):
             outcome.vectors[item.index] = vector
     return outcome
+
+
+def _fit(batch: list[Item], pacer: Pacer) -> list[list[Item]]:
+    """``batch`` cut to what the deployment can take, as the pacer knows it right now.
+
+    Over the deployment's per-minute limit, a request can never pass: cut to half of it (two pieces
+    fit a window). With no signal from the deployment yet, a batch over :data:`PROBE_ABOVE_TOKENS`
+    sends a first piece of :data:`PROBE_TOKENS` only, whose answer states the limit, instead of
+    risking a request the deployment refuses for a whole minute.
+    """
+    cost = sum(tokens.estimate(i.text or "") for i in batch)
+    limit = pacer.max_request_tokens()
+    if limit is not None and cost > limit and len(batch) > 1:
+        return _split_by_estimate(batch, max(1, limit // 2))
+    if limit is None and not pacer.has_signal() and cost > PROBE_ABOVE_TOKENS and len(batch) > 1:
+        first = _split_by_estimate(batch, PROBE_TOKENS)[0]
+        return [first, batch[len(first):]]
+    return [batch]
 
 
 def _split_by_estimate(items: list[Item], budget: int) -> list[list[Item]]:

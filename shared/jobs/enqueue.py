@@ -14,13 +14,13 @@ if TYPE_CHECKING:
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 
 
-async def send(queue: QueueClient, message_json: str, *, delay: float = 0.0) -> None:
+async def put_message(queue: QueueClient, message_json: str, *, delay: float = 0.0) -> None:
     """Send ``message_json`` base64-encoded, invisible for ``delay`` seconds (rounded up)."""
     seconds = min(MAX_DELAY_SECONDS, math.ceil(delay)) if delay > 0 else None
     await queue.send_message(messages.encode(message_json), visibility_timeout=seconds)
 
 
-async def send_raw(queue: QueueClient, body: bytes) -> None:
+async def put_raw_message(queue: QueueClient, body: bytes) -> None:
     """Re-send a message body exactly as received (after the host's base64 decoding)."""
     import base64
 

@@ -4,6 +4,7 @@ Blobs (container ``EMBEDDING_JOBS_CONTAINER``)::
 
     jobs/{id}/input.jsonl             inputs of an HTTP job too large for a queue message
     jobs/{id}/chunks/{n:06d}.jsonl    normalised inputs of chunk n (written by the planner)
+    jobs/{id}/chunks/{n:06d}.partial.jsonl  what a paused chunk already embedded (until it is done)
     jobs/{id}/results.jsonl           results, one line per input in input order (committed at the end)
     poison/{message id}.json          every poisoned message, kept verbatim
 
@@ -25,6 +26,11 @@ def chunk_blob(job_id: str, chunk: int) -> str:
     return f"jobs/{job_id}/chunks/{chunk:06d}.jsonl"
 
 
+def partial_blob(job_id: str, chunk: int) -> str:
+    """What a paused chunk already embedded (``shared.jobs.progress``)."""
+    return f"jobs/{job_id}/chunks/{chunk:06d}.partial.jsonl"
+
+
 def results_blob(job_id: str) -> str:
     return f"jobs/{job_id}/results.jsonl"
 
@@ -41,3 +47,12 @@ def chunk_row(chunk: int) -> str:
 def block_id(chunk: int, part: int) -> str:
     """Deterministic, fixed-length block ids: re-staging after a redelivery replaces, never adds."""
     return f"c{chunk:06d}p{part:05d}"
+
+
+def closing_block_id(chunk: int, part: int) -> str:
+    """Blocks of a chunk that had not finished when its job ended (its kept vectors and error lines).
+
+    Same length as :func:`block_id` (a blob's block ids must all be), different first letter, so a
+    worker still running that chunk cannot overwrite what the ended job committed.
+    """
+    return f"e{chunk:06d}p{part:05d}"

@@ -1,4 +1,4 @@
-"""The queue message schema, version 1 (``schemas/embedding-job-message.v1.json`` is the same contract).
+"""The queue message format, version 1 (``schemas/embedding-job-message.v1.json`` is the same contract).
 
 Producers put a ``job`` message on ``EMBEDDING_JOBS_QUEUE``; the planner turns it into ``chunk``
 messages on the same queue. Both carry ``"schema": "embedding-job/v1"`` so that a later version can
@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from shared.jobs.ids import PATTERN as JOB_ID_PATTERN
 from shared.jobs.proof import TOKEN_PATTERN
 
-SCHEMA = "embedding-job/v1"
+SCHEMA_VERSION = "embedding-job/v1"
 # Azure queue messages are at most 64 KiB as stored, i.e. after base64 (4/3 of the JSON).
 MAX_ENCODED_BYTES = 64 * 1024
 MAX_INPUT_ID_CHARS = 512
@@ -108,6 +108,10 @@ class ChunkMessage(StrictModel):
     dimensions: Annotated[Integer, Field(ge=1, le=MAX_DIMENSIONS)] | None = None
     deferrals: Annotated[Integer, Field(ge=0)] = 0
     token: Token | None = None
+    # Passing failures retried so far, and when the job's time budget ends (unix seconds): a chunk
+    # keeps retrying with backoff until then (``shared.jobs.patience``).
+    attempts: Annotated[Integer, Field(ge=0)] | None = None
+    deadline: Annotated[float, Field(ge=0)] | None = None
 
 
 Message = Annotated[JobMessage | ChunkMessage, Field(discriminator="type")]

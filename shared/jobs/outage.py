@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from shared.errors import GatewayError
+from shared.errors import GatewayError, job_storage_unavailable
 
 RETRY_AFTER_SECONDS = 5
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -20,14 +20,7 @@ logger = logging.getLogger("gateway.jobs")
 
 
 def storage_unavailable() -> GatewayError:
-    return GatewayError(
-        503,
-        f"Job storage is unavailable right now; retry after {RETRY_AFTER_SECONDS} s. "
-        "The request id identifies this failure in the logs.",
-        type="server_error",
-        code="storage_unavailable",
-        headers={"retry-after": str(RETRY_AFTER_SECONDS)},
-    )
+    return job_storage_unavailable(RETRY_AFTER_SECONDS)
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -4,24 +4,37 @@ Many chunk workers run concurrently in one instance (the queue trigger's batch).
 view each would learn about the limit by hitting it, so one 429 would become sixteen. The pacer
 keeps what the upstream last said and what this process has sent since:
 
-* ``x-ratelimit-remaining-tokens`` / ``-requests`` from every response, minus the cost of requests
-  still in flight, plus what the window has refilled since (at ``limit / 60`` per second; the limit
-  comes from ``x-ratelimit-limit-*`` when sent, else the largest ``remaining`` seen, a lower bound);
+* ``x-ratelimit-remaining-tokens`` / ``-requests`` from every response, split into this process's
+  own sends (each counted until it is 60 s old, when the sliding window gives it back) and the rest
+  (live traffic, other instances), assumed to expire at ``limit / 60`` per second; the limit comes
+  from ``x-ratelimit-limit-*`` when sent, else the largest ``remaining`` plus own use seen;
 * ``retry-after-ms`` (else ``retry-after``) from a 429 blocks every worker until then.
 
 A request that would have to wait longer than the caller's ``max_wait`` raises :class:`Throttled`
 with the wait, and the caller hands its queue message back with that visibility delay instead of
 holding a function invocation open. Costs are estimates (``shared.tokens.estimate``); being wrong
 costs a 429 with a precise hint, which corrects the state at once.
+
+Two rules keep the view current rather than historical:
+
+* the limit is whatever the latest response says (a response without ``x-ratelimit-limit-*``
+  clears it), and the largest ``remaining`` seen only stands in for it for one window: a limit
+  lifted or raised is used from the next response on, never held back by what was learned before;
+* ``reserve_share`` of the limit is left to interactive callers at every moment: jobs send only
+  while their own use, the rest and the request fit in the limit less that share, so when live
+  traffic uses the deployment, the jobs step back by exactly that much, and a job never spends the
+  reserve because it assumed its own earlier sends had already refilled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from shared.lazy import process_wide
 from shared.retry import parse_retry_after
 
 WINDOW_SECONDS = 60.0
@@ -37,6 +50,8 @@ class Throttled(Exception):
     def __init__(self, wait: float) -> None:
         super().__init__(f"throttled for {wait:.1f} s")
         self.wait = wait
+        # Set when work was kept before the hand-back: such a pause is progress, not a failed try.
+        self.progressed = False
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:
@@ -50,45 +65,123 @@ def _header_int(headers: Mapping[str, str], name: str) -> int | None:
 
 
 @dataclass(slots=True)
+class _Send:
+    """One request this process sent: it counts against the window until ``sent_at + 60 s``."""
+
+    sent_at: float
+    cost: int
+    answered: bool = False
+
+
+@dataclass(slots=True)
 class _Budget:
-    """One limited resource (tokens or requests) as last reported by the upstream."""
+    """One limited resource (tokens or requests): the upstream's last word plus this process's sends.
+
+    A sliding one-minute window gives back a charge only when it is 60 s old. The pacer knows
+    exactly when its own sends expire, so it keeps them (``sends``) and splits the last reported
+    usage into its own part and the rest (``foreign``: interactive callers, other instances),
+    which is assumed to expire at the steady rate ``capacity / 60`` since nothing says when it was
+    spent. Jobs may send only while ``own + foreign + cost`` stays within the capacity less the
+    reserve, so the reserve is free at every moment of the window, not only on average.
+    """
 
     remaining: int | None = None
     limit: int | None = None
     largest_seen: int = 0
+    largest_seen_at: float = 0.0
     observed_at: float = 0.0
-    in_flight: int = 0
+    # Usage not sent by this process, as of ``observed_at``.
+    foreign: float = 0.0
+    sends: deque[_Send] = field(default_factory=deque)
+    # The share of the limit left to interactive callers (0 <= share < 1).
+    reserve_share: float = 0.0
+
+    def _forget_expired(self, now: float) -> None:
+        while self.sends and self.sends[0].answered and self.sends[0].sent_at + WINDOW_SECONDS <= now:
+            self.sends.popleft()
+
+    def own_usage(self, now: float, *, answered_only: bool = False) -> int:
+        """This process's charges still in the window at ``now`` (in-flight requests always count)."""
+        return sum(send.cost for send in self.sends
+                   if (send.answered or not answered_only)
+                   and (not send.answered or send.sent_at + WINDOW_SECONDS > now))
+
+    def send(self, cost: int, now: float) -> _Send:
+        record = _Send(now, cost)
+        self.sends.append(record)
+        return record
 
     def observe(self, remaining: int | None, limit: int | None, now: float) -> None:
-        if limit is not None:
-            self.limit = limit
+        if remaining is None and limit is None:
+            return  # a response without rate-limit headers (an error page) says nothing
+        # The latest response is the truth: a limit it no longer states (lifted) or states
+        # differently (raised, lowered) replaces the one learned before.
+        self.limit = limit
         if remaining is not None:
+            self._forget_expired(now)
+            own = self.own_usage(now, answered_only=True)
             self.remaining = remaining
             self.observed_at = now
-            self.largest_seen = max(self.largest_seen, remaining)
+            seen = remaining + own  # the limit is at least what is left plus what we hold
+            if seen >= self.largest_seen or now - self.largest_seen_at > WINDOW_SECONDS:
+                self.largest_seen, self.largest_seen_at = seen, now
+            # Sends still unanswered may already be charged upstream: counting them as foreign
+            # errs on the side of the interactive callers, and decays like foreign usage.
+            self.foreign = max(0.0, float(self.capacity() - remaining - own))
+
+    def capacity(self) -> int:
+        """The per-minute amount: the stated limit, else the largest seen in the last window."""
+        return self.limit or self.largest_seen
+
+    def usable(self) -> int:
+        """What jobs may use of a full window: the capacity less the interactive reserve."""
+        return int(self.capacity() * (1.0 - self.reserve_share))
 
     def rate(self) -> float:
-        """Refill per second of a sliding one-minute window."""
-        return (self.limit or self.largest_seen) / WINDOW_SECONDS
+        """Steady expiry per second assumed for usage that is not this process's own."""
+        return self.capacity() / WINDOW_SECONDS
 
     def wait_for(self, cost: int, now: float) -> float:
         if self.remaining is None or cost <= 0:
             return 0.0
-        rate = self.rate()
         if self.limit is None and now - self.observed_at > STALE_SECONDS:
             return 0.0
-        available = self.remaining - self.in_flight + rate * (now - self.observed_at)
-        if available >= cost:
-            return 0.0
-        if rate <= 0:
-            return STALE_SECONDS
-        # A request larger than the whole window can only wait for an empty window.
-        return (min(cost, self.limit or cost) - available) / rate
+        self._forget_expired(now)
+        usable = self.usable()
+        # A request larger than what jobs may use of a window can only wait for that much.
+        cost = min(cost, usable or cost)
+        rate = self.rate()
+        foreign_now = max(0.0, self.foreign - rate * (now - self.observed_at))
+        # Own usage only steps down as sends turn 60 s old; between two such moments, the
+        # foreign part decays linearly. Find the first moment both fit beside ``cost``.
+        expiries = sorted(send.sent_at + WINDOW_SECONDS for send in self.sends
+                          if send.answered and send.sent_at + WINDOW_SECONDS > now)
+        own = self.own_usage(now)
+        start = now
+        for step_at in [*expiries, None]:
+            room = usable - cost - own
+            if room >= 0:
+                if foreign_now <= room:
+                    return start - now
+                if rate > 0:
+                    at = start + (foreign_now - room) / rate
+                    if step_at is None or at <= step_at:
+                        return at - now
+            if step_at is None:
+                break
+            foreign_now = max(0.0, foreign_now - rate * (step_at - start))
+            own -= sum(send.cost for send in self.sends
+                       if send.answered and send.sent_at + WINDOW_SECONDS == step_at)
+            start = step_at
+        # Only requests still in flight stand in the way: their answers will tell more.
+        return STALE_SECONDS
 
 
 @dataclass(slots=True)
 class Permit:
     tokens: int
+    token_send: _Send | None = None
+    request_send: _Send | None = None
     released: bool = False
 
 
@@ -96,11 +189,11 @@ class Pacer:
     """Shared throttle state for one upstream deployment (one per deployment and process)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, *, reserve_share: float = 0.0) -> None:
         self._clock = clock
         self._sleep = sleep
-        self.tokens = _Budget()
-        self.requests = _Budget()
+        self.tokens = _Budget(reserve_share=reserve_share)
+        self.requests = _Budget(reserve_share=reserve_share)
         self.blocked_until = 0.0
         self.throttled_count = 0
 
@@ -108,28 +201,38 @@ class Pacer:
         now = self._clock()
         return max(self.blocked_until - now, self.tokens.wait_for(cost, now), self.requests.wait_for(1, now), 0.0)
 
+    def has_signal(self) -> bool:
+        """Whether the deployment has said anything about its token limit yet (in this process)."""
+        return self.tokens.remaining is not None or self.tokens.limit is not None
+
     def max_request_tokens(self) -> int | None:
-        """The largest request that can ever pass, when the limit is known (a request above it never fits)."""
-        return self.tokens.limit
+        """The largest request jobs may send, when the limit is known: what they may use of a window."""
+        return self.tokens.usable() if self.tokens.limit else None
 
     async def acquire(self, cost: int, max_wait: float) -> Permit:
         """Wait (at most ``max_wait``) until a request of ``cost`` tokens is likely to pass."""
         while True:
             wait = self.wait_for(cost)
             if wait <= NEGLIGIBLE_WAIT:
-                self.tokens.in_flight += cost
-                self.requests.in_flight += 1
-                return Permit(cost)
+                now = self._clock()
+                return Permit(cost, self.tokens.send(cost, now), self.requests.send(1, now))
             if wait > max_wait:
                 raise Throttled(wait)
             await self._sleep(wait)
 
-    def release(self, permit: Permit, headers: Mapping[str, str] | None) -> None:
-        """The request is answered: drop its reservation and learn from the headers."""
+    def release(self, permit: Permit, headers: Mapping[str, str] | None, *, charged: bool = True) -> None:
+        """The request is answered: its charge now expires 60 s after it was sent; learn from the headers.
+
+        ``charged=False`` (a 429: refused before it was counted) forgets the send at once.
+        """
         if not permit.released:
             permit.released = True
-            self.tokens.in_flight -= permit.tokens
-            self.requests.in_flight -= 1
+            for budget, send in ((self.tokens, permit.token_send), (self.requests, permit.request_send)):
+                if send is None:
+                    continue
+                send.answered = True
+                if not charged:
+                    budget.sends.remove(send)
         if headers is not None:
             self.observe(headers)
 
@@ -151,16 +254,9 @@ class Pacer:
         return wait
 
 
-_pacers: dict[str, Pacer] = {}
-
-
+@process_wide
 def get_pacer(deployment: str) -> Pacer:
     """The process's pacer for one deployment (each deployment has its own TPM/RPM limits)."""
-    pacer = _pacers.get(deployment)
-    if pacer is None:
-        pacer = _pacers[deployment] = Pacer()
-    return pacer
+    from shared.config import get_settings
 
-
-def reset_pacers() -> None:
-    _pacers.clear()
+    return Pacer(reserve_share=get_settings().jobs_interactive_share)

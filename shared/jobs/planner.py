@@ -21,11 +21,11 @@ from shared.config import get_settings
 from shared.errors import GatewayError
 from shared.jobs import blobs, charge, enqueue, layout, messages, proof, refs
 from shared.jobs.embed import JobFailed
+from shared.jobs.embedding_models import job_deployment
 from shared.jobs.packing import InvalidInput, Item, Packer, make_item
 from shared.jobs.results import MAX_BLOCKS, PART_INPUTS
 from shared.jobs.runtime import Runtime
 from shared.jobs.store import QUEUED, RUNNING, TERMINAL, JobState, fields_for, now
-from shared.validation import resolve_model
 
 logger = logging.getLogger("gateway.jobs")
 
@@ -82,7 +82,7 @@ def message_token(message: messages.JobMessage) -> str:
 
 async def plan(rt: Runtime, message: messages.JobMessage) -> None:
     try:
-        deployment = resolve_model(message.model, get_settings())
+        deployment = job_deployment(message.model, get_settings())
     except GatewayError as exc:
         raise InvalidJob(exc.message) from None
     job_id = message.id
@@ -104,16 +104,24 @@ async def plan(rt: Runtime, message: messages.JobMessage) -> None:
     if total == 0:
         raise InvalidJob("the job has no inputs")
     await rt.store.merge(job_id, {"total": total, "chunks": len(chunks)})
-    base: dict[str, object] = {"schema": messages.SCHEMA, "type": "chunk", "id": job_id, "model": deployment}
+    base: dict[str, object] = {"schema": messages.SCHEMA_VERSION, "type": "chunk", "id": job_id, "model": deployment,
+                               "deadline": await _deadline(rt, job_id)}
     if row.get(proof.TOKEN_FIELD):
         base["token"] = row[proof.TOKEN_FIELD]
     if message.dimensions is not None:
         base["dimensions"] = message.dimensions
     bodies = [json.dumps({**base, "chunk": n, "start": start, "count": count}, separators=(",", ":"))
               for n, start, count in chunks]
-    await _bounded(enqueue.send(rt.queue, body) for body in bodies)
+    await _bounded(enqueue.put_message(rt.queue, body) for body in bodies)
     await rt.store.merge(job_id, {"enqueued": True})
     logger.info(json.dumps({"event": "job_planned", "job_id": job_id, "inputs": total, "chunks": len(chunks)}))
+
+
+async def _deadline(rt: Runtime, job_id: str) -> float:
+    """When the job's time budget ends: ``EMBEDDING_JOBS_TIME_BUDGET_HOURS`` after it started running."""
+    row = await rt.store.get_row(job_id) or {}
+    started = float(row.get("started_at") or now())
+    return round(started + get_settings().jobs_time_budget_seconds, 3)
 
 
 async def _write_chunks(rt: Runtime, job_id: str, source: AsyncIterator[object]) -> list[tuple[int, int, int]]:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import logging
 
-from shared.jobs import layout
-from shared.jobs.dispatch import provable_job, sniff_job_id
+from shared.config import get_settings
+from shared.jobs import layout, strays
+from shared.jobs.finalize import close_incomplete
+from shared.jobs.queue_trigger import provable_job, sniff_job_id
 from shared.jobs.runtime import get_runtime
 from shared.jobs.store import FAILED
 
@@ -25,6 +27,7 @@ async def handle_poison(body: bytes, message_id: str) -> None:
     from azure.storage.blob import ContentSettings
 
     rt = await get_runtime()
+    await strays.sweep(rt, get_settings().jobs_queue, force=True)
     job_id, _ = await provable_job(body)
     name = layout.poison_blob(message_id)
     blob = rt.storage.blob.get_blob_client(rt.container, name)
@@ -38,6 +41,9 @@ async def handle_poison(body: bytes, message_id: str) -> None:
     last_error = (row or {}).get("last_error")
     reason = (f"A message of this job failed repeatedly and was moved to the poison queue "
               f"(kept as blob '{rt.container}/{name}')." + (f" Last error: {last_error}" if last_error else ""))
-    failed_now = await rt.store.fail(job_id, "message_poisoned", reason, poison_blob=name)
+    # Its finished lines stay readable (finalize.close_incomplete); a job not yet recorded is created failed.
+    failed_now = await close_incomplete(rt, job_id, status=FAILED, code="message_poisoned", message=reason,
+                                        poison_blob=name) \
+        or await rt.store.fail(job_id, "message_poisoned", reason, poison_blob=name)
     if not failed_now and row is not None and row.get("status") == FAILED:
         await rt.store.merge(job_id, {"poison_blob": name})

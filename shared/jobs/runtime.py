@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from shared.config import get_settings
 from shared.jobs.store import JobStore
+from shared.lazy import on_forget
 from shared.storage import StorageClients, get_storage
 
 if TYPE_CHECKING:
@@ -78,3 +79,7 @@ def reset_runtime() -> None:
     """Forget the process-wide handles (tests)."""
     global _runtime, _ready, _lock
     _runtime, _ready, _lock = None, False, None
+
+
+# Not @process_wide: the handles are ready only once the resources exist, which takes an await.
+on_forget(reset_runtime)

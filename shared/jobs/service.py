@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 from pydantic import Field
 
 from shared.config import get_settings
-from shared.context import RequestContext
-from shared.errors import GatewayError, not_found
-from shared.gateway import Reply
+from shared.context import Reply, RequestContext
+from shared.errors import GatewayError, invalid_query_parameter, job_not_cancellable, not_found
 from shared.jobs import access, blobs, enqueue, layout, messages, proof
+from shared.jobs import results as result_lines
+from shared.jobs.embedding_models import job_deployment
+from shared.jobs.finalize import close_incomplete
 from shared.jobs.ids import is_job_id, new_job_id
 from shared.jobs.outage import storage_errors
 from shared.jobs.runtime import Runtime, get_runtime
-from shared.jobs.store import FAILED, SUCCEEDED, JobState, clip, fields_for
-from shared.validation import parse_body, resolve_model
+from shared.jobs.store import (
+    CANCELLED,
+    FAILED,
+    PARTIAL_RESULTS_FIELD,
+    SUCCEEDED,
+    TERMINAL,
+    JobState,
+    clip,
+    fields_for,
+)
+from shared.query_params import QueryValue
+from shared.validation import parse_body
 
 ROUTE = "/api/v1/embeddings/jobs"
+# Jobs per page of the list when the caller names no ``limit`` (OpenAI's lists default to 20).
+DEFAULT_PAGE = 20
 _JSON = {"content-type": "application/json"}
 logger = logging.getLogger("gateway.jobs")
 
@@ -60,14 +75,20 @@ def job_view(job_id: str, state: JobState, container: str) -> dict[str, Any]:
     metadata = state.metadata()
     if metadata is not None:
         view["metadata"] = metadata
-    if state.status == FAILED:
+    if state.status in (FAILED, CANCELLED):
         view["error"] = {"code": row.get("error_code"), "message": row.get("error")}
         if row.get("poison_blob"):
             view["error"]["poison_blob"] = {"container": container, "name": row["poison_blob"]}
-    if state.status == SUCCEEDED:
+    if has_results(state):
         view["results"] = {"url": f"{ROUTE}/{job_id}/results", "container": container,
                            "blob": layout.results_blob(job_id), "content_type": blobs.NDJSON}
     return view
+
+
+def has_results(state: JobState) -> bool:
+    """Succeeded, or ended early with its finished lines committed (``finalize.close_incomplete``)."""
+    return state.status == SUCCEEDED or (state.status in (FAILED, CANCELLED)
+                                         and bool(state.row.get(PARTIAL_RESULTS_FIELD)))
 
 
 def _reply(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Reply:
@@ -78,12 +99,12 @@ async def submit(ctx: RequestContext, raw: bytes) -> Reply:
     """Record the job (owned by the caller, with its proof token) and queue it; tokens are charged as it runs."""
     settings = get_settings()
     request = parse_body(raw, SubmitRequest)
-    deployment = resolve_model(request.model, settings)
+    deployment = job_deployment(request.model, settings)
     ctx.model = deployment
     job_id = new_job_id()
     token = proof.new_token()
     message = messages.JobMessage.model_validate({
-        "schema": messages.SCHEMA, "type": "job", "id": job_id, "model": request.model,
+        "schema": messages.SCHEMA_VERSION, "type": "job", "id": job_id, "model": request.model,
         "input": request.input,
         **({"dimensions": request.dimensions} if request.dimensions is not None else {}),
         **({"metadata": request.metadata} if request.metadata else {}),
@@ -94,7 +115,7 @@ async def submit(ctx: RequestContext, raw: bytes) -> Reply:
         rt = await get_runtime()
         await rt.store.create(job_id, fields)
         try:
-            await enqueue.send(rt.queue, await _queue_form(rt, message))
+            await enqueue.put_message(rt.queue, await _queue_form(rt, message))
         except Exception as exc:
             await _note_enqueue_failure(rt, job_id, exc)
             raise
@@ -123,6 +144,38 @@ async def _queue_form(rt: Runtime, message: messages.JobMessage) -> str:
     return messages.to_json(by_reference)
 
 
+async def list_jobs(ctx: RequestContext, query: Mapping[str, QueryValue]) -> Reply:
+    """The caller's own jobs, newest first, in pages (``limit``, ``after`` = the last id of a page).
+
+    Shaped like OpenAI's lists (``data``, ``first_id``, ``last_id``, ``has_more``). Running jobs are
+    read with their chunk rows so their counts are live, as in ``status``.
+    """
+    limit = query.get("limit", DEFAULT_PAGE)
+    after = query.get("after")
+    assert isinstance(limit, int) and (after is None or isinstance(after, str))
+    with storage_errors():
+        rt = await get_runtime()
+        rows = await rt.store.owned_rows(ctx.caller)
+        ids = [str(row["PartitionKey"]) for row in rows]
+        start = 0
+        if after is not None:
+            if after not in ids:  # unknown, or another caller's: the same answer, revealing nothing
+                raise invalid_query_parameter("after", "not the id of one of your embedding jobs")
+            start = ids.index(after) + 1
+        page = rows[start:start + limit]
+        states = await asyncio.gather(*(_current(rt, row) for row in page))
+    data = [job_view(str(row["PartitionKey"]), state, rt.container) for row, state in zip(page, states, strict=True)]
+    return _reply(200, {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+                        "last_id": data[-1]["id"] if data else None, "has_more": start + limit < len(rows)})
+
+
+async def _current(rt: Runtime, row: dict[str, Any]) -> JobState:
+    """A listed job as ``status`` shows it: a finished job's row has its totals, a running one needs its chunks."""
+    if JobState(row).status in TERMINAL:
+        return JobState(row)
+    return await rt.store.load(str(row["PartitionKey"])) or JobState(row)
+
+
 def _no_such_job(job_id: str) -> GatewayError:
     """One answer for "no such job" and "not yours", so ids of other callers' jobs reveal nothing."""
     return not_found(f"No embedding job with id {job_id[:80]!r}.", param="id", code="job_not_found")
@@ -143,20 +196,49 @@ async def status(ctx: RequestContext, job_id: str) -> Reply:
     return _reply(200, job_view(job_id, state, rt.container))
 
 
-async def results(ctx: RequestContext, job_id: str) -> Reply:
-    """The results blob, streamed through as it downloads (memory stays flat)."""
+async def cancel(ctx: RequestContext, job_id: str) -> Reply:
+    """Stop the job: no new chunk starts, the lines already finished stay readable as its results.
+
+    Cancelling a cancelled job answers its view again; a job that already succeeded or failed
+    cannot be cancelled (409 ``job_not_cancellable``).
+    """
+    with storage_errors():
+        rt = await get_runtime()
+        row = await rt.store.get_row(_job_id(job_id))
+        if row is None or not access.owns(row, ctx.caller):
+            raise _no_such_job(job_id)
+        if JobState(row).status not in TERMINAL:
+            await close_incomplete(rt, job_id, status=CANCELLED, code="cancelled",
+                                   message="The job was cancelled; finished lines are kept.")
+        state = await rt.store.load(job_id)
+    if state is None:  # pragma: no cover - the row was just read
+        raise _no_such_job(job_id)
+    if state.status != CANCELLED:
+        raise job_not_cancellable(state.status)
+    return _reply(200, job_view(job_id, state, rt.container))
+
+
+async def results(ctx: RequestContext, job_id: str, query: Mapping[str, QueryValue]) -> Reply:
+    """The results blob, streamed through as it downloads (memory stays flat).
+
+    ``encoding_format=base64`` re-encodes each vector on the way out (``results.base64_lines``); the
+    blob itself keeps the floats, so one stored form serves both.
+    """
     with storage_errors():
         rt = await get_runtime()
         row = await rt.store.get_row(_job_id(job_id))
         if row is None or not access.owns(row, ctx.caller):
             raise _no_such_job(job_id)
         state = JobState(row)
-        if state.status != SUCCEEDED:
-            detail = f": {row.get('error')}" if state.status == FAILED else "; poll the job until it has succeeded"
+        if not has_results(state):
+            detail = f": {row.get('error')}" if state.status in (FAILED, CANCELLED) \
+                else "; poll the job until it has ended"
             raise GatewayError(409, f"The job is {state.status}, it has no results{detail}.",
                                code="job_not_succeeded")
         blob = blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id))
         events = await _open(blob)
+    if query.get("encoding_format") == "base64":
+        events = result_lines.base64_lines(events)
     return Reply(200, headers={"content-type": blobs.NDJSON, "x-job-status": state.status}, events=events)
 
 
@@ -176,4 +258,4 @@ async def _open(blob: Any) -> AsyncIterator[bytes]:
     return stream()
 
 
-__all__ = ["results", "status", "submit"]
+__all__ = ["cancel", "list_jobs", "results", "status", "submit"]

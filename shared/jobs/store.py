@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
     from shared.jobs.messages import JobMessage
 
-QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
-TERMINAL = frozenset({SUCCEEDED, FAILED})
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+# Set on a job that ended failed or cancelled once its finished lines (and errors for the rest) are committed.
+PARTIAL_RESULTS_FIELD = "partial_results"
 # Table string properties hold at most 64 KiB (32k UTF-16 characters); reasons are cut well below.
 MAX_REASON_CHARS = 2000
 # The caller's metadata, as JSON (not "metadata": TableEntity already has a .metadata for the ETag).
@@ -161,6 +163,18 @@ class JobStore:
             return None
         chunks.sort(key=lambda c: c.chunk)
         return JobState(row, chunks)
+
+    async def owned_rows(self, owner: str) -> list[dict[str, Any]]:
+        """The job rows of one owner, newest first (ties broken by id, so pages are stable).
+
+        One filtered query across partitions: Table storage scans the table for it, which is fine at
+        the job counts a gateway holds; an owner index (one partition per owner) is the next step.
+        """
+        entities = self.table.query_entities("RowKey eq @row and owner eq @owner",
+                                             parameters={"row": layout.JOB_ROW, "owner": owner})
+        rows: list[dict[str, Any]] = [entity async for entity in entities]
+        rows.sort(key=lambda row: (float(row.get("created_at") or 0), row["PartitionKey"]), reverse=True)
+        return rows
 
     async def merge(self, job_id: str, fields: Mapping[str, Any], etag: str | None = None) -> None:
         """Merge fields into the job row (conditional on ``etag`` when given)."""

@@ -7,6 +7,8 @@ Order of effects, chosen so that a crash or redelivery at any point is harmless:
 2. reserve the chunk's tokens in the job owner's budget (``shared.jobs.charge``: over budget, the
    chunk goes back to the queue), embed (the only expensive, non-idempotent step, and the only one
    repeated after a crash), and settle the reservation with the tokens the upstream reported;
+   stopped part-way (throttled for long, an outage), keep what was embedded (``shared.jobs.progress``)
+   before the message goes back to the queue: the next delivery sends only the rest;
 3. stage the result blocks under deterministic ids (re-staging replaces);
 4. write the chunk row (insert-or-replace, same values);
 5. try to finalize: whoever sees every chunk row commits the block list and ends the job.
@@ -18,11 +20,11 @@ import json
 import logging
 
 from shared import tokens
-from shared.jobs import access, blobs, charge, layout, proof
+from shared.jobs import access, blobs, charge, layout, progress, proof
 from shared.jobs.embed import Outcome, embed
 from shared.jobs.finalize import finalize
 from shared.jobs.messages import ChunkMessage
-from shared.jobs.pacer import Pacer
+from shared.jobs.pacer import Pacer, Throttled
 from shared.jobs.packing import Item
 from shared.jobs.results import iter_parts
 from shared.jobs.runtime import Runtime
@@ -49,14 +51,29 @@ async def run_chunk(rt: Runtime, message: ChunkMessage, pacer: Pacer) -> None:
     if len(items) != message.count or (items and items[0].index != message.start):
         raise RuntimeError(f"chunk {message.chunk} of {job_id} holds {len(items)} inputs, expected {message.count}")
 
-    sendable = [item for item in items if item.text is not None]
+    # What earlier deliveries already embedded (before a pause) is kept and not sent again.
+    outcome = await progress.load(rt, job_id, message.chunk)
+    for item in items:
+        if item.index in outcome.refused:
+            item.text = None
+            item.error_code, item.error_message = outcome.refused[item.index]
+    sendable = [item for item in items if item.text is not None and item.index not in outcome.vectors]
     hold = charge.reserve(access.payer(row), sum(tokens.estimate(item.text or "") for item in sendable))
+    fresh = Outcome({}, 0)
     try:
-        outcome = await embed(sendable, message.model, message.dimensions, pacer) if sendable else Outcome({}, 0)
-    except BaseException:
-        charge.settle(hold, 0)
+        if sendable:
+            await embed(sendable, message.model, message.dimensions, pacer, fresh)
+    except BaseException as exc:
+        # Stopped part-way (a long throttle, an outage): what came back is paid for; keep it.
+        charge.settle(hold, fresh.tokens)
+        if fresh.vectors or fresh.refused:
+            outcome.absorb(fresh)
+            await progress.save(rt, job_id, message.chunk, outcome)
+            if isinstance(exc, Throttled):
+                exc.progressed = True
         raise
-    charge.settle(hold, outcome.tokens)
+    charge.settle(hold, fresh.tokens)
+    outcome.absorb(fresh)
 
     results = blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id))
     for part, data in iter_parts(items, outcome.vectors):
@@ -64,4 +81,5 @@ async def run_chunk(rt: Runtime, message: ChunkMessage, pacer: Pacer) -> None:
     embedded = len(outcome.vectors)
     await rt.store.record_chunk(job_id, ChunkState(chunk=message.chunk, count=len(items), embedded=embedded,
                                                    failed=len(items) - embedded, tokens=outcome.tokens))
+    await progress.discard(rt, job_id, message.chunk)
     await finalize(rt, job_id)

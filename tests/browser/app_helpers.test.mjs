@@ -11,7 +11,8 @@ const source = await readFile(new URL("../../web/app.js", import.meta.url), "utf
 const app = await import(`data:text/javascript;base64,${Buffer.from(source).toString("base64")}`);
 const {
   createSSEParser, describeError, GatewayProblem, retryAfterSeconds, jobProgress, splitLines, defaultGateway,
-  allowedOrigins, gatewayAllowed, ignoredGateway,
+  allowedOrigins, gatewayAllowed, ignoredGateway, filteredCategories, promptFilterCategories, describeTool,
+  replyRequest, mcpLabel,
 } = app;
 
 const STREAM = [
@@ -109,4 +110,53 @@ test("a crafted link cannot point the page (and its function key) at another gat
   assert.equal(gatewayAllowed("/api", listed, "https://app.test/ui/"), true);
   assert.equal(defaultGateway(at("http://s.test/"), "https://evil.test/api", allowedOrigins("", "http://s.test")),
     "http://s.test/api");
+});
+
+test("content-filter results name the filtered categories in plain words", () => {
+  const results = {
+    hate: { filtered: false, severity: "safe" }, violence: { filtered: true, severity: "medium" },
+    jailbreak: { filtered: true, detected: true }, custom_thing: { filtered: true },
+  };
+  assert.deepEqual(filteredCategories(results),
+    ["violence", "an attempt to get around the model's rules (jailbreak)", "custom thing"]);
+  assert.deepEqual(filteredCategories(undefined), []);
+  // Chat's error shape and the Responses API's, each naming the category once.
+  const chat = { code: "content_filter", innererror: { content_filter_result: { sexual: { filtered: true } } } };
+  const responses = { code: "content_filter", content_filters: [{ content_filter_results: { self_harm: { filtered: true } } }] };
+  assert.deepEqual(promptFilterCategories(chat), ["sexual content"]);
+  assert.deepEqual(promptFilterCategories(responses), ["self-harm"]);
+  const said = describeError(new GatewayProblem({ status: 400, error: chat }));
+  assert.match(said.title, /^Blocked by Azure's content filter: your message was flagged for sexual content\.$/);
+  assert.match(said.detail, /Rephrase/);
+  const unknown = describeError(new GatewayProblem({ status: 400, error: { code: "content_filter" } }));
+  assert.equal(unknown.title, "Blocked by Azure's content filter: your message was flagged.");
+  const cut = Object.assign(new GatewayProblem({ kind: "filtered" }), { categories: ["violence", "self-harm"] });
+  assert.equal(describeError(cut).title, "Azure's content filter stopped the answer: it was flagged for violence and self-harm.");
+});
+
+test("MCP items are described as they start and finish", () => {
+  const call = { type: "mcp_call", server_label: "docs", name: "search" };
+  assert.deepEqual(describeTool(call, false), { text: "Calling search on docs…", status: "running" });
+  assert.deepEqual(describeTool(call, true), { text: "Called search on docs", status: "done" });
+  assert.equal(describeTool({ ...call, error: "timeout" }, true).status, "failed");
+  const listing = { type: "mcp_list_tools", server_label: "docs", tools: [{ name: "a" }, { name: "b" }] };
+  assert.equal(describeTool(listing, true).text, "Tools on docs: a, b");
+  assert.equal(describeTool({ type: "mcp_approval_request", server_label: "docs", name: "a" }, false).status, "waiting");
+  assert.equal(mcpLabel("https://learn.example.com/api/mcp"), "learn");
+  assert.equal(mcpLabel("not a url"), "mcp");
+});
+
+test("reply requests ask for reasoning and MCP the way each API takes them", () => {
+  const history = [{ role: "user", content: "hi" }];
+  const [chatPath, chat] = replyRequest({ api: "chat", model: "m", history, reasoning: "low", mcpUrl: "https://x.test/mcp" });
+  assert.equal(chatPath, "v1/chat/completions");
+  assert.equal(chat.reasoning_effort, "low");
+  assert.equal(chat.tools, undefined);
+  const [path, body] = replyRequest({ api: "responses", model: "m", history, reasoning: "high", mcpUrl: "https://x.test/mcp" });
+  assert.equal(path, "v1/responses");
+  assert.deepEqual(body.reasoning, { effort: "high", summary: "auto" });
+  assert.deepEqual(body.tools, [{ type: "mcp", server_label: "x", server_url: "https://x.test/mcp", require_approval: "never" }]);
+  const [, plain] = replyRequest({ api: "responses", model: "m", history });
+  assert.equal(plain.reasoning, undefined);
+  assert.equal(plain.tools, undefined);
 });

@@ -46,6 +46,8 @@ ARTIFACTS = ROOT / "test-artifacts" / "browser"
 SCENARIO_TIMEOUT = 60.0
 
 CHAT_MODELS = "gpt-4o-mini,gpt-4.1-mini,text-embedding-3-small,chat=gpt-4o-mini"
+# An MCP server the gateway lets the page name (the simulator never contacts it).
+MCP_SERVER = "https://mcp.example.test/api/mcp"
 
 
 def in_ci() -> bool:
@@ -163,6 +165,7 @@ def browser_stack(origins: Origins) -> Iterator[Stack]:
     env = {
         "OPENAI_MODELS": CHAT_MODELS,
         "CORS_ALLOWED_ORIGINS": origins.allowed.origin,
+        "MCP_ALLOWED_SERVERS": MCP_SERVER,
         # One attempt: an injected 429 or 503 reaches the page at once instead of being retried.
         "RETRY_MAX_ATTEMPTS": "1",
         "REQUEST_TIMEOUT_SECONDS": "30",

@@ -131,6 +131,7 @@ const scenarios = {
   /** Send a message that fails; return the error the user sees. */
   async chatError(page) {
     await open(page, args.url);
+    if (args.api === "responses") await page.check('input[name="api"][value="responses"]');
     if (args.model) await page.fill("#chat-model", args.model);
     await page.fill("#prompt", args.prompt);
     await page.click("#send");
@@ -206,6 +207,70 @@ const scenarios = {
     await shot(page, models === "loaded" ? "allowed" : "refused");
     return result;
   },
+};
+
+/**
+ * One turn with Azure-specific extras (reasoning, an MCP server, content-filter markers): records
+ * every state of the reply's reasoning summary, tool lines and text as they change.
+ */
+scenarios.extras = async (page) => {
+  const bodies = [];
+  page.on("request", (req) => {
+    if (req.method() === "POST" && /\/v1\/(chat\/completions|responses)$/.test(req.url())) bodies.push(req.postDataJSON());
+  });
+  await open(page, args.url);
+  if (args.api === "responses") await page.check('input[name="api"][value="responses"]');
+  if (args.reasoning) await page.selectOption("#reasoning", args.reasoning);
+  if (args.mcpUrl) await page.fill("#mcp-url", args.mcpUrl);
+  await page.evaluate(() => {
+    window.__extras = [];
+    const read = () => {
+      const item = document.querySelector(".msg.assistant");
+      if (!item) return;
+      const box = item.querySelector(".reasoning");
+      const sample = {
+        t: performance.now(),
+        state: item.dataset.state,
+        text: item.querySelector(".text").textContent,
+        reasoning: box?.querySelector(".reasoning-text").textContent ?? null,
+        reasoningOpen: box ? box.open : null,
+        tools: [...item.querySelectorAll(".tools li")].map((li) => ({ type: li.dataset.type, status: li.dataset.status, text: li.textContent })),
+      };
+      const prev = window.__extras[window.__extras.length - 1];
+      if (!prev || JSON.stringify({ ...prev, t: 0 }) !== JSON.stringify({ ...sample, t: 0 })) window.__extras.push(sample);
+    };
+    new MutationObserver(read).observe(document.getElementById("conversation"), {
+      subtree: true, childList: true, characterData: true, attributes: true,
+    });
+  });
+  await page.fill("#prompt", args.prompt);
+  await page.click("#send");
+  if (args.reasoning && args.api === "responses") {
+    await page.waitForFunction(() => (document.querySelector(".reasoning-text")?.textContent ?? "").split(" ").length >= 4);
+    await shot(page, "reasoning");
+  }
+  if (args.mcpUrl) {
+    await page.waitForSelector(".tools li");
+    await shot(page, "tools");
+  }
+  await page.waitForFunction(() => ["done", "filtered"].includes(document.querySelector(".msg.assistant")?.dataset.state),
+    null, { timeout: 20000 });
+  await shot(page, "done");
+  const result = {
+    samples: await page.evaluate(() => window.__extras),
+    state: await page.getAttribute(".msg.assistant", "data-state"),
+    status: await page.textContent("#chat-status"),
+    error: (await page.isVisible("#chat-error")) ? await page.innerText("#chat-error") : "",
+    errorKind: await page.getAttribute("#chat-error", "data-kind"),
+    bodies,
+  };
+  if (await page.locator(".reasoning summary").count()) {
+    result.summaryLabel = await page.textContent(".reasoning summary");
+    await page.click(".reasoning summary");
+    result.openAfterClick = await page.evaluate(() => document.querySelector(".reasoning").open);
+    await shot(page, "reasoning-opened");
+  }
+  return result;
 };
 
 /**

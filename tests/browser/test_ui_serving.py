@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from blueprints import ui
+from shared import sample_page
 
 
 def test_resolve_asset_serves_the_page_files_only(tmp_path: Path) -> None:
@@ -21,14 +21,14 @@ def test_resolve_asset_serves_the_page_files_only(tmp_path: Path) -> None:
     (tmp_path / "outside.js").write_text("x")
     (web / "link.js").symlink_to(tmp_path / "outside.js")
 
-    assert ui.resolve_asset("", web) == (web / "index.html").resolve()
-    assert ui.resolve_asset("/", web) == (web / "index.html").resolve()
-    assert ui.resolve_asset("app.js", web) == (web / "app.js").resolve()
-    assert ui.resolve_asset("img/logo.svg", web) == (web / "img" / "logo.svg").resolve()
+    assert sample_page.resolve_asset("", web) == (web / "index.html").resolve()
+    assert sample_page.resolve_asset("/", web) == (web / "index.html").resolve()
+    assert sample_page.resolve_asset("app.js", web) == (web / "app.js").resolve()
+    assert sample_page.resolve_asset("img/logo.svg", web) == (web / "img" / "logo.svg").resolve()
     for refused in ("../outside.js", "img/../../outside.js", "..", "img/..", "./app.js", ".secret.js",
                     "README.md", "link.js", "img\\..\\..\\outside.js", "app.js\x00.png", "missing.js",
                     "img", "/etc/passwd", "//outside.js"):
-        assert ui.resolve_asset(refused, web) is None, refused
+        assert sample_page.resolve_asset(refused, web) is None, refused
 
 
 @pytest.mark.parametrize(("path", "content_type"), [

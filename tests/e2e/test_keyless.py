@@ -7,7 +7,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
-from shared.clients import COGNITIVE_SERVICES_SCOPE, build_openai_client
+from shared.clients import COGNITIVE_SERVICES_SCOPE, build_openai_client, build_upstream
 from shared.config import Settings
 from simulator.stats import fingerprint
 from tests.e2e.conftest import Sim
@@ -61,6 +61,42 @@ async def test_token_close_to_expiry_is_refreshed(sim: Sim) -> None:
                                  credential=credential)  # type: ignore[arg-type]
     await _chat(client)
     await _chat(client)
+    assert len(credential.calls) >= 2
+    latest = fingerprint(f"entra-token-{len(credential.calls)}")
+    assert sim.requests("chat/completions")[-1]["auth_fingerprint"] == latest
+    await client.close()
+
+
+# The gateway's own hot path (shared.upstream_http, built by shared.clients.build_upstream) must
+# authenticate exactly as the SDK client does: same token provider, same caching and refresh.
+
+async def _relay_chat(client: Any) -> None:
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}'
+    response = await client.request("POST", "/chat/completions", headers={"content-type": "application/json"},
+                                    content=body, stream=False, read_seconds=10.0)
+    assert response.status_code == 200, response.content
+
+
+async def test_gateway_client_sends_the_cached_token_as_bearer(sim: Sim) -> None:
+    credential = CountingCredential(lifetime=3600)
+    client = build_upstream(Settings(upstream_base_url=f"{sim.http.base_url}/openai/v1/"),
+                            credential=credential)  # type: ignore[arg-type]
+    for _ in range(3):
+        await _relay_chat(client)
+    assert credential.calls == [(COGNITIVE_SERVICES_SCOPE,)]
+    records = sim.requests("chat/completions")
+    assert [r["auth"] for r in records] == ["bearer"] * 3
+    assert {r["auth_fingerprint"] for r in records} == {fingerprint("entra-token-1")}
+    assert all("api-key" not in r["headers"] for r in records)
+    await client.close()
+
+
+async def test_gateway_client_refreshes_a_token_close_to_expiry(sim: Sim) -> None:
+    credential = CountingCredential(lifetime=60)
+    client = build_upstream(Settings(upstream_base_url=f"{sim.http.base_url}/openai/v1/"),
+                            credential=credential)  # type: ignore[arg-type]
+    await _relay_chat(client)
+    await _relay_chat(client)
     assert len(credential.calls) >= 2
     latest = fingerprint(f"entra-token-{len(credential.calls)}")
     assert sim.requests("chat/completions")[-1]["auth_fingerprint"] == latest

@@ -18,16 +18,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shared import clients, config, telemetry, upstream
+from shared import telemetry
+from shared.lazy import forget_process_state
 from tests.app_functions import app_functions
 from tests.e2e.conftest import Sim
 
 
 def _reset_process_state() -> None:
-    config.get_settings.cache_clear()
-    upstream.get_backend_pool.cache_clear()
-    upstream.get_retry_policy.cache_clear()
-    clients._openai_clients.clear()
+    forget_process_state()
 
 
 @pytest.fixture
@@ -40,9 +38,9 @@ def spans(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExp
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    telemetry.use_tracer(provider.get_tracer("test"))
+    test_tracer = provider.get_tracer("test")
+    monkeypatch.setattr(telemetry, "tracer", lambda: test_tracer)
     yield exporter
-    telemetry.use_tracer(None)
     _reset_process_state()
 
 
@@ -94,6 +92,6 @@ async def test_stream_span_ends_with_time_to_first_token_and_usage(
 
 def test_without_a_connection_string_telemetry_stays_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("APPLICATIONINSIGHTS_CONNECTION_STRING", raising=False)
-    telemetry.use_tracer(telemetry._UNSET)
+    forget_process_state()
     assert telemetry.tracer() is None
     assert telemetry.start_request("r", "GET") is None

@@ -37,7 +37,7 @@ INCLUDED = [
     "requirements.txt",
     "shared/config.py",
     "shared/jobs/worker.py",
-    "blueprints/chat.py",
+    "blueprints/functions.py",
     "web/index.html",
     "schemas/embedding-job-message.v1.json",
 ]

@@ -134,19 +134,9 @@ def simulator() -> Iterator[Simulator]:
 
 
 def _reset_process_state() -> None:
-    import shared.clients
-    import shared.jobs.pacer
-    from shared.config import get_settings
-    from shared.jobs.runtime import reset_runtime
-    from shared.storage import reset_storage
-    from shared.upstream import get_retry_policy
+    from shared.lazy import forget_process_state
 
-    get_settings.cache_clear()
-    get_retry_policy.cache_clear()
-    reset_storage()
-    reset_runtime()
-    shared.clients._openai_clients.clear()
-    shared.jobs.pacer.reset_pacers()
+    forget_process_state()
 
 
 @pytest.fixture

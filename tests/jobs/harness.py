@@ -20,8 +20,8 @@ import httpx
 
 from shared.context import RequestContext
 from shared.jobs import service
-from shared.jobs.dispatch import handle_message
 from shared.jobs.poison import handle_poison
+from shared.jobs.queue_trigger import handle_message
 from shared.jobs.runtime import Runtime, get_runtime
 
 Handler = Callable[[bytes, str, int], Awaitable[None]]
@@ -95,8 +95,8 @@ class Pipeline:
         reply = await service.status(RequestContext.new(30), job_id)
         return json.loads(reply.body)  # type: ignore[no-any-return]
 
-    async def results(self, job_id: str) -> list[dict[str, Any]]:
-        reply = await service.results(RequestContext.new(30), job_id)
+    async def results(self, job_id: str, **query: Any) -> list[dict[str, Any]]:
+        reply = await service.results(RequestContext.new(30), job_id, query)
         assert reply.events is not None
         data = b"".join([piece async for piece in reply.events])
         return [json.loads(line) for line in data.splitlines()]

@@ -34,9 +34,13 @@ VALID: list[dict[str, Any]] = [
     {**BASE, "input": ["a"], "owner": "principal:6f1c2d3e-aaaa-bbbb-cccc-0123456789ab"},
     {**BASE, "input": ["a"], "owner": "anonymous"},
     {**CHUNK, "token": "Abc_-" * 8},
+    {**CHUNK, "attempts": 2, "deadline": 1795897576.25},
+    {**CHUNK, "deadline": 1795897576},
 ]
 
 INVALID: list[dict[str, Any]] = [
+    {**CHUNK, "attempts": -1},
+    {**CHUNK, "deadline": "tomorrow"},
     {**BASE},                                                   # no input at all
     {**BASE, "input": ["a"], "input_blob": {"name": "x"}},      # both sources
     {**BASE, "input": []},
@@ -137,7 +141,7 @@ SUBMIT_INVALID: list[dict[str, Any]] = [
 
 @pytest.mark.parametrize(("body", "ok"), [(b, True) for b in SUBMIT_VALID] + [(b, False) for b in SUBMIT_INVALID])
 def test_the_openapi_submit_schema_matches_the_route(body: dict[str, Any], ok: bool) -> None:
-    from shared.jobs.schema import SUBMIT_REQUEST
+    from shared.jobs.openapi_schema import SUBMIT_REQUEST
     from shared.jobs.service import SubmitRequest
 
     accepted_by_schema = not list(Draft202012Validator(SUBMIT_REQUEST).iter_errors(body))

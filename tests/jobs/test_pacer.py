@@ -78,3 +78,82 @@ def test_the_largest_request_is_the_known_limit() -> None:
     assert pacer.max_request_tokens() is None
     pacer.observe({"x-ratelimit-limit-tokens": "1000"})
     assert pacer.max_request_tokens() == 1000
+
+
+async def test_a_lifted_limit_is_used_from_the_next_response_on() -> None:
+    # Issue #14 finding 2: after a 12k TPM deployment was lifted, the pacer kept splitting requests
+    # to the old limit for ever.
+    pacer, clock = make()
+    pacer.observe({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-limit-tokens": "12000"})
+    assert pacer.max_request_tokens() == 12000
+    pacer.observe({"x-ratelimit-remaining-tokens": "1000000"})  # no limit stated any more
+    assert pacer.max_request_tokens() is None
+    await pacer.acquire(200_000, max_wait=0.1)
+    assert clock.sleeps == []
+
+
+async def test_a_raised_limit_replaces_the_learned_one() -> None:
+    pacer, clock = make()
+    pacer.observe({"x-ratelimit-remaining-tokens": "100", "x-ratelimit-limit-tokens": "12000"})
+    pacer.observe({"x-ratelimit-remaining-tokens": "250000", "x-ratelimit-limit-tokens": "300000"})
+    assert pacer.max_request_tokens() == 300000
+    await pacer.acquire(200_000, max_wait=0.1)
+    assert clock.sleeps == []
+
+
+def test_the_largest_remaining_stands_for_the_limit_for_one_window_only() -> None:
+    pacer, clock = make()
+    pacer.observe({"x-ratelimit-remaining-tokens": "600000"})
+    clock.now += 61
+    pacer.observe({"x-ratelimit-remaining-tokens": "6000"})
+    clock.now += 1
+    pacer.observe({"x-ratelimit-remaining-tokens": "3000"})
+    # Refill at the rate of the last window's largest remaining (6000/min), not the old 600k/min.
+    assert pacer.wait_for(4500) == pytest.approx(15.0)
+
+
+async def test_a_share_of_the_limit_is_left_to_interactive_callers() -> None:
+    pacer, clock = Pacer(clock=(c := FakeClock(100.0)), sleep=c.sleep, reserve_share=0.25), c
+    pacer.observe({"x-ratelimit-remaining-tokens": "60000", "x-ratelimit-limit-tokens": "60000"})
+    assert pacer.max_request_tokens() == 45000
+    await pacer.acquire(45000, max_wait=0.1)  # the whole window less the reserve: no wait
+    assert clock.sleeps == []
+    with pytest.raises(Throttled):
+        await pacer.acquire(1000, max_wait=0.1)
+    # Interactive traffic used the reserve and more: jobs wait until remaining is above the reserve again.
+    pacer2 = Pacer(clock=clock, sleep=clock.sleep, reserve_share=0.25)
+    pacer2.observe({"x-ratelimit-remaining-tokens": "15000", "x-ratelimit-limit-tokens": "60000"})
+    assert pacer2.wait_for(1000) == pytest.approx(1.0)
+
+
+async def test_the_reserve_stays_free_until_the_jobs_own_sends_leave_the_window() -> None:
+    # Issue #14 finding 7: a sliding window gives a charge back only when it is 60 s old. The pacer
+    # assumed a steady refill, so 10 s after spending its whole share it spent the reserve too.
+    pacer, clock = Pacer(clock=(c := FakeClock(100.0)), sleep=c.sleep, reserve_share=0.25), c
+    pacer.observe({"x-ratelimit-remaining-tokens": "60000", "x-ratelimit-limit-tokens": "60000"})
+    permit = await pacer.acquire(45000, max_wait=0.1)
+    pacer.release(permit, {"x-ratelimit-remaining-tokens": "15000", "x-ratelimit-limit-tokens": "60000"})
+    clock.now += 10
+    assert pacer.wait_for(10000) == pytest.approx(50.0)
+    clock.now += 50
+    assert pacer.wait_for(45000) == 0.0
+
+
+async def test_interactive_use_beside_the_job_is_left_to_expire_before_the_job_sends_again() -> None:
+    pacer = Pacer(clock=(c := FakeClock(100.0)), sleep=c.sleep, reserve_share=0.25)
+    pacer.observe({"x-ratelimit-remaining-tokens": "60000", "x-ratelimit-limit-tokens": "60000"})
+    permit = await pacer.acquire(30000, max_wait=0.1)
+    # Interactive callers spent 12000 meanwhile: 18000 remain, of which 15000 is the reserve.
+    pacer.release(permit, {"x-ratelimit-remaining-tokens": "18000", "x-ratelimit-limit-tokens": "60000"})
+    assert pacer.wait_for(3000) == 0.0
+    # 6000 more would leave 12000 free, less than the reserve: wait for 3000 of the foreign use to go.
+    assert pacer.wait_for(6000) == pytest.approx(3.0)
+
+
+async def test_a_refused_request_does_not_count_against_the_window() -> None:
+    pacer = Pacer(clock=(c := FakeClock(100.0)), sleep=c.sleep, reserve_share=0.25)
+    pacer.observe({"x-ratelimit-remaining-tokens": "60000", "x-ratelimit-limit-tokens": "60000"})
+    permit = await pacer.acquire(40000, max_wait=0.1)
+    pacer.release(permit, {"x-ratelimit-remaining-tokens": "60000", "x-ratelimit-limit-tokens": "60000"},
+                  charged=False)
+    assert pacer.wait_for(45000) == 0.0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import array
+import base64
 import json
 import random
+from collections.abc import AsyncIterator
 
 from shared.jobs.packing import Item
 from shared.jobs.results import PART_INPUTS, format_line, iter_parts, parts_for
@@ -34,3 +36,26 @@ def test_parts_split_by_input_count() -> None:
     assert [p for p, _ in parts] == [0, 1, 2] == list(range(parts_for(len(items))))
     lines = [json.loads(line) for _, data in parts for line in data.splitlines()]
     assert [line["index"] for line in lines] == list(range(len(items)))
+
+
+async def test_base64_lines_carry_the_same_float32_bytes_as_the_float_lines() -> None:
+    # Issue #14 finding 9: encoding_format=base64, as OpenAI's embeddings API (little-endian float32).
+    from shared.jobs.results import base64_lines
+
+    raws = [vector(16), vector(17)]
+    text = "\n".join([format_line(Item(0, "a", "embedding"), raws[0]),
+                      format_line(Item(1, "b", error_code="input_too_long", error_message="long"), None),
+                      format_line(Item(2, "c"), raws[1])]) + "\n"
+    data = text.encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 7):  # lines split across download pieces
+            yield data[start:start + 7]
+
+    out = b"".join([piece async for piece in base64_lines(pieces())])
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["index"] for line in lines] == [0, 1, 2] and out.endswith(b"\n")
+    assert lines[0]["id"] == "embedding"
+    assert base64.b64decode(lines[0]["embedding"]) == raws[0]
+    assert lines[1] == {"index": 1, "error": {"code": "input_too_long", "message": "long"}}
+    assert base64.b64decode(lines[2]["embedding"]) == raws[1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import base64
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
@@ -62,6 +64,10 @@ def conn(stack: Stack) -> str:
 
 def send_raw(stack: Stack, body: bytes) -> None:
     with QueueClient.from_connection_string(conn(stack), QUEUE) as queue:
+        # In Azure the queue exists from deployment (infra/core/storage.bicep); locally the host's
+        # listener creates it a moment after the host answers, and a test may come first.
+        with contextlib.suppress(ResourceExistsError):
+            queue.create_queue()
         queue.send_message(base64.b64encode(body).decode())
 
 

@@ -1,9 +1,11 @@
-"""Backend choice: priority, weight, untried first, cool-downs per deployment, affinity memory."""
+"""Backend choice: priority, weight, untried first, cool-downs per deployment (learnt from failures),
+affinity memory."""
 
 from __future__ import annotations
 
-from shared.backends import BackendPool
+from shared.backends import DEFAULT_COOLDOWN_5XX, DEFAULT_COOLDOWN_429, BackendPool
 from shared.config import BackendConfig
+from shared.retry import Failure
 from tests.fakes import FakeClock
 
 A = BackendConfig("a", "http://a/v1/", priority=0)
@@ -55,3 +57,36 @@ def test_affinity_is_remembered_only_with_several_backends() -> None:
     pool = BackendPool((A, B), clock=FakeClock(100.0))
     pool.remember("resp_1", "b")
     assert pool.home_of("resp_1") == "b" and pool.home_of(None) is None
+
+
+# Health: what the pool learns from a failed attempt.
+
+def test_a_429_cools_for_what_it_asked_or_ten_seconds_even_alone() -> None:
+    clock = FakeClock(100.0)
+    single = BackendPool((A,), clock=clock)
+    single.record_failure(A, "d", Failure.of_status(429, {"retry-after-ms": "1500", "retry-after": "9"}))
+    assert single.ready_in("d") == 1.5
+    pool = BackendPool((A, B), clock=clock)
+    pool.record_failure(A, "d", Failure.of_status(429, {}))
+    assert pool.ready_in("d", pinned="a") == DEFAULT_COOLDOWN_429
+
+
+def test_a_5xx_or_a_lost_connection_cools_only_when_there_is_somewhere_else_to_go() -> None:
+    clock = FakeClock(100.0)
+    single = BackendPool((A,), clock=clock)
+    single.record_failure(A, "d", Failure.of_status(503, {}))
+    single.record_failure(A, "d", Failure(True))
+    assert single.pick("d", set()) == A
+    pool = BackendPool((A, B), clock=clock)
+    pool.record_failure(A, "d", Failure.of_status(503, {"retry-after": "2"}))
+    assert pool.ready_in("d", pinned="a") == 2.0
+    pool.record_failure(B, "d", Failure(True))
+    assert pool.ready_in("d", pinned="b") == DEFAULT_COOLDOWN_5XX
+
+
+def test_refusals_say_nothing_about_health() -> None:
+    pool = BackendPool((A, B), clock=FakeClock(100.0))
+    for status in (400, 404, 413):
+        pool.record_failure(A, "d", Failure.of_status(status, {}))
+    pool.record_failure(A, "d", Failure.of_status(503, {"x-should-retry": "false"}))
+    assert pool.pick("d", set()) == A

@@ -10,13 +10,13 @@ from shared.config import ConfigurationError, Settings, parse_models
 def test_azure_endpoint_gets_the_v1_path() -> None:
     settings = Settings.from_env({"AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com/"})
     assert settings.upstream_base_url == "https://res.openai.azure.com/openai/v1/"
-    assert settings.keyless
+    assert settings.api_key is None  # keyless: Entra ID
 
 
 def test_base_url_is_used_as_is_and_key_is_optional() -> None:
     settings = Settings.from_env({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "AZURE_OPENAI_API_KEY": "k"})
     assert settings.upstream_base_url == "http://127.0.0.1:9/v1/"
-    assert not settings.keyless
+    assert settings.api_key == "k"
 
 
 def test_endpoint_wins_over_base_url() -> None:

@@ -15,6 +15,7 @@ from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
 from shared import clients, config, identity, storage, telemetry
 from shared.identity import DEVELOPER, Identity
+from shared.lazy import forget_process_state
 from shared.storage import StorageClients, StorageConfig
 
 CLIENT_ID = "00000000-0000-0000-0000-000000000001"
@@ -52,12 +53,8 @@ async def fresh_process(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
 
 
 async def _forget_process_state() -> None:
-    for client in clients._openai_clients.values():
-        await client.close()
-    clients._openai_clients.clear()
-    config.get_settings.cache_clear()
-    storage.reset_storage()
-    telemetry._tracer = telemetry._UNSET
+    await clients.close_clients()
+    forget_process_state()
     await identity.close_credentials()
 
 
@@ -166,7 +163,7 @@ async def test_openai_clients_and_storage_share_one_credential(monkeypatch: pyte
 
     settings = config.get_settings()
     for backend in settings.backends:
-        clients.get_openai_client(backend)
+        clients.get_upstream(backend)
     blob_credential = storage.get_storage().blob.credential
     queue_credential = storage.get_storage().queue.credential
 

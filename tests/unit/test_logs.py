@@ -7,8 +7,7 @@ import logging
 
 import pytest
 
-from shared.context import RequestContext
-from shared.logs import capture_content, log_request
+from shared.context import RequestContext, capture_content, log_request
 
 
 def test_log_line_is_json_with_ids_and_no_content(caplog: pytest.LogCaptureFixture) -> None:

@@ -7,7 +7,15 @@ import json
 import httpx2
 import pytest
 
-from shared.upstream_errors import openai_error_body, upstream_error_reply
+from shared.context import Reply
+from shared.errors import UpstreamError, sse_error_event
+from shared.errors.upstream import openai_error_body, upstream_error
+from shared.http import _upstream_error_reply
+
+
+def upstream_error_reply(response: httpx2.Response) -> Reply:
+    """What the HTTP adapter answers when the upstream's error status reaches it."""
+    return _upstream_error_reply(UpstreamError(response))
 
 
 def error_of(status: int, body: bytes) -> dict[str, object]:
@@ -54,3 +62,16 @@ def test_the_gateways_identity_refused_is_a_502(status: int) -> None:
     error = json.loads(reply.body)["error"]
     assert reply.status == 502 and error["code"] == "upstream_auth_failed" and error["type"] == "server_error"
     assert "nope" in error["message"] and "Cognitive Services OpenAI User" in error["message"]
+
+
+def test_the_upstreams_fields_are_kept_byte_for_byte_and_readable_by_the_sse_event() -> None:
+    body = b'{"error":{"message":"m","type":"invalid_request_error","param":"p","code":"c","inner":1}}'
+    response = httpx2.Response(400, headers={"x-ratelimit-remaining-tokens": "9"}, content=body)
+    reply = upstream_error_reply(response)
+    assert (reply.status, reply.body) == (400, body)
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.headers["x-ratelimit-remaining-tokens"] == "9"
+    error = upstream_error(response, {})
+    assert (error.message, error.type, error.param, error.code) == ("m", "invalid_request_error", "p", "c")
+    event = json.loads(sse_error_event(error).split(b"data: ", 1)[1])
+    assert event["error"]["code"] == "c"

@@ -10,7 +10,7 @@ from shared.config import Settings
 from shared.errors import GatewayError
 from shared.gateway import _response_path
 from shared.mcp_allowlist import check_mcp_tools, mcp_server_allowed
-from shared.schemas import ChatCompletionRequest, EmbeddingsRequest, ResponsesRequest
+from shared.request_models import ChatCompletionRequest, EmbeddingsRequest, ResponsesRequest
 from shared.validation import check_embedding_inputs, parse_body, resolve_model, with_fields, with_model
 
 SETTINGS = Settings(upstream_base_url="http://upstream/v1/", models={"gpt": "gpt", "fast": "gpt-mini"},
@@ -99,7 +99,7 @@ def test_mcp_tools_check_names_the_offending_tool() -> None:
 
 
 def test_upstream_errors_are_completed_to_openai_shape() -> None:
-    from shared.upstream_errors import openai_error_body
+    from shared.errors.upstream import openai_error_body
 
     azure_429 = json.loads(openai_error_body(429, b'{"error":{"code":"429","message":"slow down","x":1}}'))
     assert azure_429 == {"error": {"code": "rate_limit_exceeded", "message": "slow down", "x": 1,

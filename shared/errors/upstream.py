@@ -1,4 +1,4 @@
-"""An upstream's error, answered to the caller as the gateway would answer the same condition.
+"""An upstream's error response, translated into the gateway's vocabulary.
 
 Upstreams differ: Azure's front door sends ``{"error": {"code", "message"}}`` and a bare
 ``retry-after``; other OpenAI-compatible servers send a string ``error``, FastAPI's ``detail``,
@@ -13,16 +13,25 @@ import html
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import error_dict, upstream_auth_failed
-from shared.gateway import Reply, error_reply, relayed_headers
+from shared.errors.vocabulary import (
+    AUTHENTICATION,
+    INVALID_REQUEST,
+    PERMISSION,
+    RATE_LIMIT,
+    SERVER,
+    GatewayError,
+    error_dict,
+    upstream_auth_failed,
+)
 from shared.retry import parse_retry_after
 
 if TYPE_CHECKING:
-    import httpx2
+    from shared.upstream_http import UpstreamResponse
 
-_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+_TYPES = {401: AUTHENTICATION, 403: PERMISSION, 429: RATE_LIMIT}
 # Codes that only repeat the status (Azure's "429") say nothing; OpenAI's name for it does.
 _RATE_LIMIT_CODES = frozenset({None, "429", 429, "RateLimitExceeded", "TooManyRequests"})
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -33,23 +42,33 @@ _SNIPPET = 300
 
 def error_type(status: int) -> str:
     """OpenAI's error type for an HTTP status."""
-    return _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return _TYPES.get(status, SERVER if status >= 500 else INVALID_REQUEST)
 
 
-def upstream_error_reply(response: httpx2.Response) -> Reply:
-    """The reply for an upstream error status (after retries)."""
+def upstream_error(response: UpstreamResponse, relayed: Mapping[str, str]) -> GatewayError:
+    """The caller's answer to an upstream error status (after retries).
+
+    ``relayed`` are the response's headers the gateway passes on (rate-limit state, request ids).
+    """
     status = response.status_code
     if status in (401, 403):
         # The caller's key is never sent upstream: this is the gateway's own identity refused.
-        return error_reply(upstream_auth_failed(status, _message(response.content, status)))
-    headers = relayed_headers(response)
+        return upstream_auth_failed(status, _message(response.content, status))
+    headers = dict(relayed)
     headers["content-type"] = "application/json"
     if status == 429:
         waited = parse_retry_after(response.headers)
         if waited is not None:  # both hints, as the gateway's own 429 carries
             headers.setdefault("retry-after-ms", str(math.ceil(waited * 1000)))
             headers.setdefault("retry-after", str(max(1, math.ceil(waited))))
-    return Reply(status, body=openai_error_body(status, response.content), headers=headers)
+    body = openai_error_body(status, response.content)
+    error = json.loads(body)["error"]  # complete now: the four fields, kept for logs and SSE
+    return GatewayError(status, str(error["message"]), type=str(error["type"]), param=_text_or_none(error["param"]),
+                        code=_text_or_none(error["code"]), headers=headers, body=body)
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def openai_error_body(status: int, body: bytes) -> bytes:

@@ -1,5 +1,7 @@
 """GET /api/ui: the sample front end in ``web/`` (plain HTML, one ES module, CSS), served by the app.
 
+``page`` and ``asset`` are the handlers of the ``ui`` and ``ui/{*path}`` routes (``shared/routes.py``).
+
 Serving it from the function app means ``azd up`` deploys a working page next to the API it calls,
 and the page can use same-origin relative URLs (no CORS set-up needed to try the gateway).
 
@@ -25,15 +27,13 @@ import hashlib
 import html
 import os
 import re
-from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
-import azure.functions as func
-from azurefunctions.extensions.http.fastapi import Request, Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from shared.config import ConfigurationError, parse_origins
-
-bp = func.Blueprint()
+from shared.lazy import process_wide
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 INDEX = "index.html"
@@ -71,7 +71,7 @@ _GATEWAY_META = re.compile(rb'(<meta name="gateway-origins" content=")[^"]*(">)'
 _cache: dict[Path, tuple[int, int, bytes, str]] = {}
 
 
-@lru_cache(maxsize=1)
+@process_wide
 def gateway_origins() -> tuple[str, ...]:
     """``UI_GATEWAY_ORIGINS``: other gateways the page may call (validated: they go into a header and HTML)."""
     return parse_origins(os.environ.get("UI_GATEWAY_ORIGINS"), "UI_GATEWAY_ORIGINS")
@@ -164,8 +164,7 @@ async def _serve(req: Request, relative: str) -> Response:
     return Response(body if req.method != "HEAD" else b"", status_code=200, headers=headers)
 
 
-@bp.route(route="ui", methods=["GET", "HEAD"], auth_level=func.AuthLevel.ANONYMOUS)
-async def ui_index(req: Request) -> Response:
+async def page(req: Request) -> Response:
     """``/api/ui`` redirects to ``/api/ui/`` so that the page's relative asset URLs resolve under it."""
     if not req.url.path.endswith("/"):
         query = f"?{req.url.query}" if req.url.query else ""
@@ -174,7 +173,6 @@ async def ui_index(req: Request) -> Response:
     return await _serve(req, INDEX)
 
 
-@bp.route(route="ui/{*path}", methods=["GET", "HEAD"], auth_level=func.AuthLevel.ANONYMOUS)
-async def ui_asset(req: Request) -> Response:
+async def asset(req: Request) -> Response:
     """A file of the page (``/api/ui/app.js``, ...); ``/api/ui/`` is the page itself."""
     return await _serve(req, _asset_path(req))

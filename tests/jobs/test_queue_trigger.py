@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.jobs import messages, proof
-from shared.jobs.dispatch import claim, describe, sniff_job_id
+from shared.jobs.queue_trigger import claim, describe, sniff_job_id
 
 JOB_ID = "ejob_" + "ab" * 16
 
@@ -38,7 +38,7 @@ def test_a_message_proves_its_job_only_with_that_jobs_token() -> None:
 
 
 def test_claims_come_from_the_top_level_id_and_token_only() -> None:
-    chunk = {"schema": messages.SCHEMA, "type": "chunk", "id": JOB_ID, "chunk": 0, "start": 0, "count": 1,
+    chunk = {"schema": messages.SCHEMA_VERSION, "type": "chunk", "id": JOB_ID, "chunk": 0, "start": 0, "count": 1,
              "model": "m", "token": "t" * 32}
     assert claim(json.dumps(chunk).encode()) == (JOB_ID, "t" * 32, None)
     assert claim(b"garbage mentioning " + JOB_ID.encode()) == (None, None, None)
@@ -47,7 +47,7 @@ def test_claims_come_from_the_top_level_id_and_token_only() -> None:
 
 
 def test_a_tokenless_job_message_is_proven_by_its_own_digest() -> None:
-    job = {"schema": messages.SCHEMA, "type": "job", "id": JOB_ID, "model": "m", "input": ["a"]}
+    job = {"schema": messages.SCHEMA_VERSION, "type": "job", "id": JOB_ID, "model": "m", "input": ["a"]}
     _, token, _ = claim(json.dumps(job).encode())
     assert isinstance(token, str) and token == claim(json.dumps(job, indent=2).encode())[1]
     assert token != claim(json.dumps({**job, "input": ["b"]}).encode())[1]

@@ -8,8 +8,10 @@
   left alone. Every such drop is logged with its reason.
 * Throttled for longer than a function should wait: the message goes back on the queue with a
   visibility delay (a new copy, this delivery completes), so no instance sits idle in a sleep.
-* A failure the upstream says is final (401/403/404): the job is marked failed.
-* Anything else (storage or upstream unavailable, a crash): recorded on the job row and raised, so
+* A failure the upstream says is final (401/403/404): the job is marked failed (finished lines kept).
+* A passing failure of a chunk (upstream or storage down, late, overloaded): recorded on the job row
+  and retried with backoff until the job's time budget is spent (``shared.jobs.patience``).
+* Anything else (a crash, or the queue itself unreachable): recorded on the job row and raised, so
   the host redelivers after ``visibilityTimeout`` and, after ``maxDequeueCount`` tries, poisons it.
 """
 
@@ -23,15 +25,16 @@ import re
 from pydantic import ValidationError
 
 from shared.config import get_settings
-from shared.jobs import enqueue, messages, proof
+from shared.jobs import enqueue, messages, patience, proof, strays
 from shared.jobs.access import OWNER_FIELD
 from shared.jobs.charge import CallerPaced
 from shared.jobs.embed import JobFailed
+from shared.jobs.finalize import close_incomplete
 from shared.jobs.ids import is_job_id
 from shared.jobs.pacer import Throttled, get_pacer
 from shared.jobs.planner import InvalidJob, message_token, plan
 from shared.jobs.runtime import Runtime, get_runtime
-from shared.jobs.store import clip, now
+from shared.jobs.store import FAILED, clip, now
 from shared.jobs.worker import run_chunk
 
 logger = logging.getLogger("gateway.jobs")
@@ -96,6 +99,7 @@ async def provable_job(body: bytes) -> tuple[str | None, bool]:
 
 
 async def handle_message(body: bytes, message_id: str, dequeue_count: int) -> None:
+    await _sweep_strays()
     try:
         message = messages.parse(body)
     except ValidationError as exc:
@@ -116,12 +120,25 @@ async def handle_message(body: bytes, message_id: str, dequeue_count: int) -> No
     except InvalidJob as exc:
         await reject(body, message_id, "invalid_job", str(exc))
     except JobFailed as exc:
-        await rt.store.fail(message.id, exc.code, exc.message)
+        await end_early(rt, message.id, exc.code, exc.message)
     except Throttled as exc:
-        await defer(rt, message, exc.wait, counted=not isinstance(exc, CallerPaced))
+        await defer(rt, message, exc.wait, counted=not (isinstance(exc, CallerPaced) or exc.progressed))
     except Exception as exc:
         await _note_error(rt, message.id, message_id, dequeue_count, exc)
-        raise
+        if not (isinstance(message, messages.ChunkMessage) and patience.is_passing(exc)):
+            raise
+        try:
+            await retry_later(rt, message, exc)
+        except Exception:  # the queue is down too: the host's redelivery is the only way left
+            raise exc from None
+
+
+async def _sweep_strays() -> None:
+    """Now and then, keep what the host could not decode (``shared.jobs.strays``); never in the way of a job."""
+    try:
+        await strays.sweep(await get_runtime(), get_settings().jobs_queue)
+    except Exception:
+        logger.warning("could not sweep the stray queue", exc_info=True)
 
 
 async def reject(body: bytes, message_id: str, code: str, reason: str) -> None:
@@ -136,7 +153,7 @@ async def reject(body: bytes, message_id: str, code: str, reason: str) -> None:
         # A job first seen in a broken message is created failed, owned as the message says (if it says).
         extra = {OWNER_FIELD: owner} if new and isinstance(owner, str) and _owner_ok(owner) else {}
         await rt.store.fail(job_id, code, reason, **extra)
-    await enqueue.send_raw(rt.poison_queue, body)
+    await enqueue.put_raw_message(rt.poison_queue, body)
 
 
 def _owner_ok(owner: str) -> bool:
@@ -148,21 +165,52 @@ async def drop(body: bytes, message_id: str, reason: str) -> None:
     rt = await get_runtime()
     logger.warning(json.dumps({"event": "message_dropped", "message_id": message_id,
                                "mentions": sniff_job_id(body), "fails_job": False, "reason": reason}))
-    await enqueue.send_raw(rt.poison_queue, body)
+    await enqueue.put_raw_message(rt.poison_queue, body)
+
+
+async def end_early(rt: Runtime, job_id: str, code: str, reason: str) -> None:
+    """Fail the job now, keeping the lines it finished as partial results (``finalize.close_incomplete``)."""
+    if not await close_incomplete(rt, job_id, status=FAILED, code=code, message=reason):
+        await rt.store.fail(job_id, code, reason)  # no job row yet, or already ended (then a no-op)
+
+
+async def retry_later(rt: Runtime, message: messages.ChunkMessage, exc: Exception) -> None:
+    """A passing failure: try the chunk again after a backoff, within the job's time budget."""
+    attempts = message.attempts or 0
+    deadline = message.deadline or patience.deadline_from_now(get_settings().jobs_time_budget_seconds)
+    wait = patience.backoff(attempts)
+    if patience.time_left(deadline) < wait:
+        await end_early(rt, message.id, "time_budget_exhausted",
+                        f"The job's time budget ran out while the upstream or storage kept failing "
+                        f"({attempts + 1} tries of chunk {message.chunk}); last error: {type(exc).__name__}: {exc}")
+        return
+    logger.info(json.dumps({"event": "chunk_retry_scheduled", "job_id": message.id, "chunk": message.chunk,
+                            "attempt": attempts + 1, "wait_s": round(wait, 1)}))
+    again = message.model_copy(update={"attempts": attempts + 1, "deadline": deadline})
+    await enqueue.put_message(rt.queue, messages.to_json(again), delay=wait)
 
 
 async def defer(rt: Runtime, message: messages.JobMessage | messages.ChunkMessage, wait: float, *,
                 counted: bool = True) -> None:
-    """Hand the chunk back for ``wait`` seconds; ``counted`` hand-backs (upstream throttling) are limited."""
+    """Hand the chunk back for ``wait`` seconds, within the job's time budget.
+
+    Messages from before time budgets (no ``deadline``) keep the old bound: ``counted`` hand-backs
+    (upstream throttling without progress) are limited to :data:`MAX_DEFERRALS`.
+    """
     if not isinstance(message, messages.ChunkMessage):  # pragma: no cover - planning never calls upstream
         raise RuntimeError("only chunk messages are throttled")
-    if counted and message.deferrals >= MAX_DEFERRALS:
+    if message.deadline is not None and patience.time_left(message.deadline) < wait:
+        await end_early(rt, message.id, "time_budget_exhausted",
+                        f"The job's time budget ran out while the deployment was throttled "
+                        f"(chunk {message.chunk} handed back {message.deferrals} times).")
+        return
+    if message.deadline is None and counted and message.deferrals >= MAX_DEFERRALS:
         raise RuntimeError(f"chunk {message.chunk} was throttled {message.deferrals} times; giving up")
     # A little jitter so that chunks handed back together (here and on other instances) do not all
     # return in the same instant; small, because every second of it is throughput lost.
     delay = wait + random.uniform(0.0, min(2.0, 0.05 * wait + 0.25))
     again = message.model_copy(update={"deferrals": message.deferrals + int(counted)})
-    await enqueue.send(rt.queue, messages.to_json(again), delay=delay)
+    await enqueue.put_message(rt.queue, messages.to_json(again), delay=delay)
 
 
 async def _note_error(rt: Runtime, job_id: str, message_id: str, dequeue_count: int, exc: Exception) -> None:

@@ -1,4 +1,5 @@
-"""Request schemas for the OpenAI-compatible routes.
+"""Pydantic models of the request bodies the OpenAI-compatible routes accept (parsed by
+``shared.validation``; the OpenAPI document's JSON Schemas for them are in ``shared.openapi``).
 
 Only the fields the gateway acts on are declared; everything else is allowed and forwarded untouched
 (the upstream API grows faster than we do). Validation is strict on those few fields so that a
