@@ -17,12 +17,21 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from azure.core.exceptions import ClientAuthenticationError
+
 from shared import telemetry
 from shared.backends import BackendPool, get_backend_pool
 from shared.clients import get_upstream
 from shared.config import BackendConfig
 from shared.context import RequestContext
-from shared.errors import GatewayError, UpstreamError, rate_limited, upstream_timeout, upstream_unreachable
+from shared.errors import (
+    GatewayError,
+    UpstreamError,
+    gateway_credential_unavailable,
+    rate_limited,
+    upstream_timeout,
+    upstream_unreachable,
+)
 from shared.lazy import LazyModule
 from shared.retry import Failure, get_retry_policy
 from shared.transport_errors import is_timeout
@@ -133,6 +142,10 @@ async def _attempt(ctx: RequestContext, backend: BackendConfig, method: Method, 
             async with asyncio.timeout(remaining) as budget:
                 response = await get_upstream(backend).request(method, path, headers=headers, content=content,
                                                                stream=stream, read_seconds=remaining)
+        except ClientAuthenticationError as exc:
+            # azure-identity could not sign the call (no managed identity, no developer login): nothing
+            # was sent, and trying again within this request would not help.
+            raise gateway_credential_unavailable(str(exc).splitlines()[0][:300]) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             if span is not None:
                 span.set_attribute("http.response.status_code", 0)

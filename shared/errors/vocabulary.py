@@ -311,6 +311,16 @@ def upstream_auth_failed(status: int, detail: str) -> GatewayError:
     )
 
 
+def gateway_credential_unavailable(detail: str) -> GatewayError:
+    """The gateway could not get its own Entra ID token for Azure OpenAI: a gateway-side fault (502)."""
+    return _answer(
+        "upstream_auth_failed",
+        f"The gateway could not get its Entra ID token for Azure OpenAI: {detail} -- In Azure, check that "
+        "the app has its user-assigned managed identity and that AZURE_CLIENT_ID is that identity's client "
+        "id; locally, sign in with `az login` (or `azd auth login`), or set AZURE_OPENAI_API_KEY.",
+    )
+
+
 def stream_incomplete() -> GatewayError:
     return _answer("upstream_stream_incomplete", "The upstream ended the stream before its final event ([DONE] "
                    "or response.completed): the output is incomplete.")

@@ -201,3 +201,19 @@ async def test_running_out_of_budget_is_final(monkeypatch: pytest.MonkeyPatch, c
     with pytest.raises(GatewayError) as info:
         await upstream.send(ctx, "POST", "/chat/completions", content=b"{}")
     assert (info.value.status, info.value.code) == (504, "upstream_timeout") and ctx.attempts == 1
+
+
+async def test_a_token_the_gateway_cannot_get_is_its_own_fault_not_a_crash(
+        monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> None:
+    # No managed identity on the app, or no `az login` locally: azure-identity raises before any byte
+    # is sent. The caller gets the gateway-side 502 that says what to check, at once (no retries).
+    from azure.identity import CredentialUnavailableError
+
+    script = Script(a=[CredentialUnavailableError("ManagedIdentityCredential authentication unavailable"),
+                       Reply(200)])
+    wire(monkeypatch, clock, script, A)
+    with pytest.raises(GatewayError) as info:
+        await upstream.send(context(clock), "POST", "/chat/completions", content=b"{}")
+    assert (info.value.status, info.value.code) == (502, "upstream_auth_failed")
+    assert "ManagedIdentityCredential" in info.value.message and "AZURE_CLIENT_ID" in info.value.message
+    assert script.calls == ["a"] and clock.sleeps == []
