@@ -11,6 +11,9 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import httpx
+import pytest
+
 from devhost.ports import free_ports
 from devhost.stack import Stack
 from tests.e2e.conftest import Sim
@@ -36,4 +39,23 @@ def start_stack(env: Mapping[str, str] | None = None) -> Iterator[tuple[Stack, S
         yield running, Sim(running.simulator_url)
 
 
-__all__ = ["BASE_ENV", "ROOT", "Sim", "start_stack"]
+
+# For modules whose module-scoped ``running`` fixture yields (an httpx client on /api/v1, the Sim):
+# each test starts from a reset simulator, so its records show only what that test sent.
+@pytest.fixture
+def http(running: tuple[httpx.Client, Sim]) -> httpx.Client:
+    running[1].reset()
+    return running[0]
+
+
+@pytest.fixture
+def sim(running: tuple[httpx.Client, Sim], http: httpx.Client) -> Sim:
+    return running[1]
+
+
+def post(http: httpx.Client, path: str, raw: bytes) -> httpx.Response:
+    """Raw bytes as a JSON request: what the SDKs would refuse to send (duplicate keys, odd escapes)."""
+    return http.post(path, content=raw, headers={"content-type": "application/json"})
+
+
+__all__ = ["BASE_ENV", "ROOT", "Sim", "post", "start_stack"]

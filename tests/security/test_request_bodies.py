@@ -13,7 +13,7 @@ import h11
 import httpx
 import pytest
 
-from tests.security.conftest import Sim, start_stack
+from tests.security.conftest import Sim, post, start_stack
 
 
 @pytest.fixture(scope="module")
@@ -21,20 +21,6 @@ def running() -> Iterator[tuple[httpx.Client, Sim]]:
     with start_stack() as (stack, sim), httpx.Client(base_url=f"{stack.host_url}/api/v1", timeout=30) as http:
         yield http, sim
 
-
-@pytest.fixture
-def http(running: tuple[httpx.Client, Sim]) -> httpx.Client:
-    running[1].reset()
-    return running[0]
-
-
-@pytest.fixture
-def sim(running: tuple[httpx.Client, Sim], http: httpx.Client) -> Sim:
-    return running[1]
-
-
-def post(http: httpx.Client, path: str, raw: bytes) -> httpx.Response:
-    return http.post(path, content=raw, headers={"content-type": "application/json"})
 
 
 # --- alias rewriting keeps every other byte, numbers included ---------------------------------------

@@ -96,7 +96,7 @@ def _patched(spec: Spec) -> Spec:
 def spec() -> Spec:
     if not SPEC_PATH.is_file():
         message = f"Azure's OpenAPI description is missing: expected ../shared/specs/{SPEC_PATH.name} beside the repo"
-        if os.environ.get("CI", "").lower() == "true":
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):  # the Makefile's rule
             pytest.fail(message)
         pytest.skip(message)
     return _patched(Spec.load())
