@@ -2,8 +2,9 @@
 
 Writes ``bench.json`` (everything, machine details included), ``latency.png`` and ``table.md``
 (the Markdown for the README) into the output folder, and prints the table; ``--floor-only`` writes
-``floor.json`` and ``floor.md`` instead. Runs that write to ``bench/results`` also copy their
-Markdown into the README's marked blocks (``bench/readme.py``). Benchmarks measure,
+``floor.json`` and ``floor.md`` instead. The embedding-jobs and batch figures (``bench/jobs.py``)
+go to ``jobs.json`` and ``jobs.md``, with ``--jobs-only`` to run just them. Runs that write to
+``bench/results`` also copy their Markdown into the README's marked blocks (``bench/readme.py``). Benchmarks measure,
 they never fail a build: the exit code is non-zero only when a benchmark could not run at all.
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, concurrency, jobs, machine, profile, readme, report, scenarios, servers
+from bench import coldstart, concurrency, jobs, jobs_report, machine, profile, readme, report, scenarios, servers
 from bench.plot import plot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--repeats", type=int, default=None, help="repetitions of each load run")
-    parser.add_argument("--jobs-1m", action="store_true", help="also run the 1M-input embedding job (long)")
+    parser.add_argument("--jobs-only", action="store_true",
+                        help="only the embedding-jobs and batch figures (writes jobs.json/.md, not bench.json)")
+    parser.add_argument("--jobs-parts", default=",".join(jobs.PARTS),
+                        help=f"with jobs: comma-separated subset of {', '.join(jobs.PARTS)}")
+    parser.add_argument("--jobs-report-only", type=Path, default=None, metavar="JOBS_JSON",
+                        help="rebuild jobs.md (and the README block) from an existing jobs.json")
     parser.add_argument("--concurrency-only", action="store_true",
                         help="only the streams-per-worker measurement (writes concurrency.json/.md, not bench.json)")
     parser.add_argument("--floor-only", action="store_true",
@@ -134,14 +140,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         srv.stop()
     if "jobs" in items:
-        sizes = [(2000, 300_000)] if args.smoke else [(100_000, 300_000)]
-        if args.jobs_1m:
-            sizes.append((1_000_000, 3_000_000))
-        _log(f"embedding jobs: {sizes}")
-        results["embedding_jobs"] = jobs.run(sizes, timeout=300 if args.smoke else 2400)
+        # Kept out of bench.json: jobs.json has its own meta, so a jobs-only run never rewrites the rest.
+        results["jobs"] = run_jobs(args, command)
     results["meta"]["duration_s"] = round(time.perf_counter() - started, 1)
     results["meta"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return results
+
+
+def _jobs_parts(args: argparse.Namespace) -> list[str]:
+    return [part.strip() for part in args.jobs_parts.split(",") if part.strip()]
+
+
+def run_jobs(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    parts = _jobs_parts(args)
+    if set(parts) != set(jobs.PARTS):
+        command += f" --jobs-parts {','.join(parts)}"
+    _log(f"embedding jobs and batches: {', '.join(parts)}")
+    return jobs.run_suite(parts, smoke=args.smoke, log=_log, command=command)
+
+
+def write_jobs(results: dict[str, Any], out: Path) -> str:
+    """jobs.json and jobs.md, a partial run merged into what is stored; the README's bench:jobs block."""
+    out.mkdir(parents=True, exist_ok=True)
+    stored = out / "jobs.json"
+    if set(results["meta"]["parts"]) != set(jobs.PARTS) and results["meta"]["mode"] != "smoke" and stored.exists():
+        results = jobs.merge(json.loads(stored.read_text()), results)
+    stored.write_text(json.dumps(results, indent=1) + "\n")
+    table = jobs_report.markdown(results)
+    (out / "jobs.md").write_text(table)
+    _copy_to_readme(out, "jobs", table)
+    return table
 
 
 def _rejudge(results: dict[str, Any]) -> None:
@@ -202,6 +230,13 @@ def write(results: dict[str, Any], out: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.jobs_report_only:
+        folder = args.out or args.jobs_report_only.parent
+        table = jobs_report.markdown(json.loads(args.jobs_report_only.read_text()))
+        (folder / "jobs.md").write_text(table)
+        _copy_to_readme(folder, "jobs", table)
+        print(table)
+        return 0
     if args.report_only:
         results = json.loads(args.report_only.read_text())
         _rejudge(results)
@@ -219,10 +254,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(write_concurrency(run(args), out))
         _log(f"results in {out}")
         return 0
+    if args.jobs_only or set(_items(args)) == {"jobs"}:
+        print(write_jobs(run_jobs(args, "python -m bench --jobs-only" + (" --smoke" if args.smoke else "")), out))
+        _log(f"results in {out}")
+        return 0
     results = run(args)
+    jobs_results = results.pop("jobs", None)
+    if jobs_results is not None:
+        print(write_jobs(jobs_results, out))
     previous = out / "bench.json"
     if set(_items(args)) != set(ITEMS) and not args.smoke and previous.exists():
-        results = merge(json.loads(previous.read_text()), results, _items(args))
+        results = merge(json.loads(previous.read_text()), results, [i for i in _items(args) if i != "jobs"])
     table = write(results, out)
     print(table)
     _log(f"results in {out}")
@@ -231,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # Where each item's figures live in bench.json.
 RESULT_KEYS = {"load": ("load", "loadgen_check", "peer"), "profile": ("profile",), "coldstart": ("coldstart",),
-               "concurrency": ("concurrency",), "jobs": ("embedding_jobs",)}
+               "concurrency": ("concurrency",), "jobs": ()}
 
 
 def _items(args: argparse.Namespace) -> list[str]:

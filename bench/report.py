@@ -276,26 +276,6 @@ def coldstart_table(cold: dict[str, Any]) -> list[str]:
     return lines
 
 
-def jobs_table(jobs: dict[str, Any]) -> list[str]:
-    lines = [
-        "**Embedding jobs** (one job through Azurite + queue trigger against a TPM-limited simulator)",
-        "",
-        "| inputs | TPM limit | elapsed s | tokens/s | fraction of limit | upstream calls / 1k inputs | 429s | "
-        "host peak RSS MiB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for run in jobs.get("runs", []):
-        if "error" in run:
-            lines.append(f"| {run['inputs']} | {run.get('tpm_limit', '-')} | failed: {run['error'][:120]} |"
-                         " | | | | |")
-            continue
-        lines.append(f"| {run['inputs']} | {run['tpm_limit']} | {_f(run['elapsed_s'], 1)} | "
-                     f"{_f(run['tokens_per_s'], 0)} | {_f(run['fraction_of_limit'], 3)} | "
-                     f"{_f(run['upstream_calls_per_1000_inputs'])} | {run['throttled_429']} | "
-                     f"{_f(run['host_peak_rss_mb'], 0)} |")
-    return lines
-
-
 def profile_table(prof: dict[str, Any]) -> list[str]:
     if not prof.get("available"):
         return [f"Profile: not taken ({prof.get('reason')})."]
@@ -355,6 +335,4 @@ def markdown(results: dict[str, Any], title: str = "Benchmark results") -> str:
         out += [*profile_table(results["profile"]), ""]
     if results.get("coldstart"):
         out += [*coldstart_table(results["coldstart"]), ""]
-    if results.get("embedding_jobs"):
-        out += [*jobs_table(results["embedding_jobs"]), ""]
     return "\n".join(out).rstrip() + "\n"

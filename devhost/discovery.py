@@ -23,6 +23,8 @@ from typing import Any
 import azure.functions as func
 from azure.functions.decorators.function_app import FunctionRegister
 
+from devhost.ncrontab import ScheduleError, parse_schedule
+
 ALL_METHODS: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 
 
@@ -57,17 +59,30 @@ class QueueFunction:
     context_arg: str | None = None
 
 
+@dataclass(frozen=True)
+class TimerFunction:
+    """A timer-triggered function and its schedule (NCRONTAB, setting expressions resolved)."""
+
+    name: str
+    arg_name: str
+    schedule: str
+    run_on_startup: bool
+    user_function: Callable[..., Any]
+    context_arg: str | None = None
+
+
 @dataclass
 class FunctionIndex:
     """Everything the host will serve, plus what it had to leave out."""
 
     http: list[HttpFunction] = field(default_factory=list)
     queues: list[QueueFunction] = field(default_factory=list)
+    timers: list[TimerFunction] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
-        return [f.name for f in self.http] + [f.name for f in self.queues]
+        return [f.name for f in self.http] + [f.name for f in self.queues] + [f.name for f in self.timers]
 
 
 
@@ -211,6 +226,22 @@ def index_functions(app: FunctionRegister) -> FunctionIndex:
                     connection=resolve_setting_expressions(str(trigger.get("connection") or "AzureWebJobsStorage")),
                     user_function=user_function,
                     arg_kind=_queue_arg_kind(hints.get(arg_name)),
+                    context_arg=context_arg,
+                )
+            )
+        elif trigger_type == "timerTrigger":
+            try:
+                schedule = parse_schedule(resolve_setting_expressions(str(trigger.get("schedule", ""))))
+            except ScheduleError as exc:
+                index.warnings.append(f"{name}: {exc}; skipped")
+                continue
+            index.timers.append(
+                TimerFunction(
+                    name=name,
+                    arg_name=arg_name,
+                    schedule=schedule,
+                    run_on_startup=bool(trigger.get("runOnStartup")),
+                    user_function=user_function,
                     context_arg=context_arg,
                 )
             )

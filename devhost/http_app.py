@@ -164,6 +164,10 @@ def function_metadata(index: FunctionIndex, route_prefix: str, base_url: str) ->
         )
     for q in index.queues:
         items.append({"name": q.name, "trigger": "queueTrigger", "queueName": q.queue_name, "connection": q.connection})
+    for t in index.timers:
+        items.append(
+            {"name": t.name, "trigger": "timerTrigger", "schedule": t.schedule, "runOnStartup": t.run_on_startup}
+        )
     return items
 
 
@@ -175,8 +179,13 @@ def build_app(
     base_url: str,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
     status: Callable[[], Mapping[str, Any]] | None = None,
+    run_function: Callable[[str], bool] | None = None,
 ) -> Starlette:
-    """The ASGI app: function routes first, then the host's own endpoints."""
+    """The ASGI app: function routes first, then the host's own endpoints.
+
+    ``run_function(name)`` starts a non-HTTP function on demand (``POST /admin/functions/{name}``,
+    Core Tools' admin API; devhost runs timer functions this way) and says whether it knew it.
+    """
     metadata = function_metadata(index, route_prefix, base_url)
 
     async def host_status(_: Request) -> Response:
@@ -186,6 +195,12 @@ def build_app(
     async def list_functions(_: Request) -> Response:
         return Response(json.dumps(metadata, indent=2), media_type="application/json")
 
+    async def invoke_function(request: Request) -> Response:
+        name = request.path_params["name"]
+        if run_function is None or not run_function(name):
+            return PlainTextResponse(f"no timer function named {name!r}\n", status_code=404)
+        return Response(status_code=202)
+
     async def root(_: Request) -> Response:
         return PlainTextResponse("Your Functions app is up and running (devhost).\n")
 
@@ -193,6 +208,7 @@ def build_app(
         *function_routes(index, route_prefix, invoker),
         Route("/admin/host/status", host_status, methods=["GET"]),
         Route("/admin/functions", list_functions, methods=["GET"]),
+        Route("/admin/functions/{name}", invoke_function, methods=["POST"]),
         Route("/", root, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -123,6 +123,7 @@ def serve(args: argparse.Namespace) -> int:
     from devhost.invocation import Invoker
     from devhost.queue_host import QueueHost
     from devhost.routing import RouteTemplateError
+    from devhost.timers import TimerHost
 
     os.environ.setdefault("FUNCTIONS_WORKER_RUNTIME", "python")
     os.environ.setdefault("AzureWebJobsScriptRoot", str(script_root))
@@ -139,18 +140,25 @@ def serve(args: argparse.Namespace) -> int:
 
     invoker = Invoker(host_config.function_timeout, function_directory=str(script_root))
     queue_host = QueueHost(index.queues, host_config.queues, invoker)
+    timer_host = TimerHost(index.timers, invoker)
 
     @asynccontextmanager
     async def lifespan(_: object) -> AsyncIterator[None]:
         queue_host.start()
+        timer_host.start()
         try:
             yield
         finally:
+            await timer_host.stop()
             await queue_host.stop()
+
+    def host_status() -> dict[str, object]:
+        return {**queue_host.status(), **timer_host.status()}
 
     try:
         app = build_app(
-            index, host_config.route_prefix, invoker, base_url=base_url, lifespan=lifespan, status=queue_host.status
+            index, host_config.route_prefix, invoker, base_url=base_url, lifespan=lifespan, status=host_status,
+            run_function=timer_host.run_now,
         )
     except RouteTemplateError as exc:
         print(f"devhost: {exc}", file=sys.stderr)

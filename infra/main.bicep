@@ -128,6 +128,10 @@ param callerTokensPerMinute int = 0
 @minValue(0)
 param callerOutputTokenAllowance int = 4096
 
+@description('Days a finished embedding job or batch and its data, and a file without its own expiry, are kept (DATA_RETENTION_DAYS); the storage lifecycle policy deletes what is left some days later.')
+@minValue(1)
+param dataRetentionDays int = 30
+
 // ---------------- Azure OpenAI ----------------
 
 @description('Name of an existing Azure OpenAI / AIServices account to use instead of creating one. Its chat and embedding deployments must already exist with the names below.')
@@ -247,6 +251,7 @@ module storage 'core/storage.bicep' = {
     jobsPoisonQueueName: jobsPoisonQueueName
     jobsTableName: jobsTableName
     usageTableName: usageTableName
+    dataRetentionDays: dataRetentionDays
   }
 }
 
@@ -342,6 +347,7 @@ module functionApp 'app/function-app.bicep' = {
     logContent: logContent
     callerTokensPerMinute: callerTokensPerMinute
     callerOutputTokenAllowance: callerOutputTokenAllowance
+    dataRetentionDays: dataRetentionDays
     jobsQueueName: storage.outputs.jobsQueueName
     jobsContainerName: storage.outputs.jobsContainerName
     jobsTableName: storage.outputs.jobsTableName

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from shared.lazy import process_wide
 
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+# Batch input uploads (POST /v1/files): Azure Functions refuses HTTP requests over 100 MB
+# (104857600 bytes, FUNCTIONS_REQUEST_BODY_SIZE_LIMIT's default), so larger inputs arrive as several
+# files. 100000 lines is Azure OpenAI Global Batch's per-file limit.
+DEFAULT_FILES_MAX_BYTES = 100 * 1024 * 1024
+DEFAULT_BATCH_MAX_LINES = 100_000
 # The front end of Azure Functions closes HTTP requests after 230 s whatever functionTimeout says;
 # staying below it leaves room to answer with a proper 504 instead of a dropped connection.
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 220.0
@@ -29,6 +34,13 @@ DEFAULT_CALLER_OUTPUT_TOKEN_ALLOWANCE = 4096
 DEFAULT_JOBS_INTERACTIVE_SHARE = 0.2
 # An embedding job keeps retrying (outages, throttling) for this long before it ends failed.
 DEFAULT_JOBS_TIME_BUDGET_HOURS = 6.0
+# How long a finished job or batch, its data, and a file without its own expiry are kept (then
+# answered 404 and deleted by the retention sweep, shared/jobs/sweeper.py). OpenAI keeps batch files
+# until deleted; 30 days bounds what an unattended gateway accumulates.
+DEFAULT_DATA_RETENTION_DAYS = 30.0
+# A batch ends ``expired`` (finished lines kept) when it has not finished this long after creation:
+# OpenAI's only completion window is 24h; tests shorten it.
+DEFAULT_BATCH_COMPLETION_WINDOW_SECONDS = 24 * 3600.0
 
 
 class ConfigurationError(ValueError):
@@ -183,6 +195,9 @@ class Settings:
     models: Mapping[str, str] = field(default_factory=dict)
     mcp_allowed_servers: tuple[str, ...] = ()
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    # Batch files: the largest upload and the most lines one batch input file may hold.
+    files_max_bytes: int = DEFAULT_FILES_MAX_BYTES
+    batch_max_lines: int = DEFAULT_BATCH_MAX_LINES
     cors_allowed_origins: frozenset[str] = frozenset()
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     retry_max_attempts: int = 4
@@ -196,6 +211,8 @@ class Settings:
     jobs_time_budget_seconds: float = DEFAULT_JOBS_TIME_BUDGET_HOURS * 3600
     # Models (as callers name them) embedding jobs may use; empty: any whose name says "embedding".
     jobs_models: tuple[str, ...] = ()
+    data_retention_seconds: float = DEFAULT_DATA_RETENTION_DAYS * 86400
+    batch_completion_window_seconds: float = DEFAULT_BATCH_COMPLETION_WINDOW_SECONDS
     retry_max_wait_seconds: float = 5.0
     caller_tokens_per_minute: int = 0
     caller_output_token_allowance: int = DEFAULT_CALLER_OUTPUT_TOKEN_ALLOWANCE
@@ -226,6 +243,8 @@ class Settings:
             models=parse_models(env.get("OPENAI_MODELS")),
             mcp_allowed_servers=tuple(_split_csv(env.get("MCP_ALLOWED_SERVERS"))),
             max_request_bytes=_int(env, "MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
+            files_max_bytes=_int(env, "FILES_MAX_BYTES", DEFAULT_FILES_MAX_BYTES),
+            batch_max_lines=_int(env, "BATCH_MAX_LINES", DEFAULT_BATCH_MAX_LINES),
             cors_allowed_origins=frozenset(o.rstrip("/") for o in _split_csv(env.get("CORS_ALLOWED_ORIGINS"))),
             request_timeout_seconds=_float(env, "REQUEST_TIMEOUT_SECONDS", DEFAULT_REQUEST_TIMEOUT_SECONDS),
             retry_max_attempts=_int(env, "RETRY_MAX_ATTEMPTS", 4),
@@ -242,6 +261,9 @@ class Settings:
             jobs_time_budget_seconds=_float(env, "EMBEDDING_JOBS_TIME_BUDGET_HOURS",
                                             DEFAULT_JOBS_TIME_BUDGET_HOURS) * 3600,
             jobs_models=tuple(_split_csv(env.get("EMBEDDING_JOBS_MODELS"))),
+            data_retention_seconds=_float(env, "DATA_RETENTION_DAYS", DEFAULT_DATA_RETENTION_DAYS) * 86400,
+            batch_completion_window_seconds=_float(env, "BATCH_COMPLETION_WINDOW_SECONDS",
+                                                   DEFAULT_BATCH_COMPLETION_WINDOW_SECONDS),
         )
 
 

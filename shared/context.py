@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from shared.deadline import Deadline
 
 if TYPE_CHECKING:
+    from shared.errors import GatewayError
     from shared.usage import Usage
 
 logger = logging.getLogger("gateway.requests")
@@ -70,6 +71,11 @@ class Reply:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     events: AsyncIterator[bytes] | None = None
+
+    @classmethod
+    def from_error(cls, error: GatewayError) -> Reply:
+        """The error as OpenAI's JSON body, with its status and its headers (``retry-after``, ``Allow``)."""
+        return cls(error.status, body=error.to_json(), headers={"content-type": "application/json", **error.headers})
 
 
 def log_request(ctx: RequestContext, *, method: str, route: str, status: int, streamed: bool) -> None:

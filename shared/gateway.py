@@ -33,34 +33,13 @@ from shared.quota import CallerQuota, Reservation, get_quota
 from shared.relay import relay_events
 from shared.request_models import ChatCompletionRequest, EmbeddingsRequest, ResponsesRequest
 from shared.upstream import Method, send
+from shared.upstream_http import relayed_headers
 from shared.validation import check_embedding_inputs, parse_body, resolve_model, with_fields
 
 if TYPE_CHECKING:
     from shared.upstream_http import UpstreamResponse
 
 ModelRequest = ChatCompletionRequest | ResponsesRequest | EmbeddingsRequest
-
-# Upstream headers worth passing on: rate-limit state lets callers pace themselves, and the
-# upstream's own ids let support trace a request through Azure.
-RELAYED_HEADERS = (
-    "content-type",
-    "retry-after",
-    "retry-after-ms",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-remaining-tokens",
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-limit-tokens",
-    "x-ratelimit-reset-requests",
-    "x-ratelimit-reset-tokens",
-    "apim-request-id",
-    "openai-processing-ms",
-)
-
-
-def relayed_headers(response: UpstreamResponse) -> dict[str, str]:
-    headers = response.headers
-    return {name: value for name in RELAYED_HEADERS if (value := headers.get(name)) is not None}
-
 
 # A response object's id comes first in its JSON (and in the first streamed event): a bounded
 # regex finds it without parsing a body the gateway otherwise relays untouched.
@@ -439,6 +418,3 @@ def list_models() -> Reply:
     return Reply(200, body=json.dumps({"object": "list", "data": data}).encode(),
                  headers={"content-type": "application/json"})
 
-
-def error_reply(error: GatewayError) -> Reply:
-    return Reply(error.status, body=error.to_json(), headers={"content-type": "application/json", **error.headers})

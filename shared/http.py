@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from shared import callers, cors, telemetry
-from shared.config import ConfigurationError, get_settings
+from shared.config import ConfigurationError, Settings, get_settings
 from shared.context import Reply, RequestContext, log_request
 from shared.errors import (
     GatewayError,
@@ -30,29 +30,47 @@ from shared.errors import (
     too_large,
 )
 from shared.errors.upstream import upstream_error
-from shared.gateway import error_reply, relayed_headers
 from shared.query_params import parse_query
-from shared.routes import PARAMETER, ApiRoute, Operation, resolve
+from shared.routes import PARAMETER, ApiRoute, Operation, StreamedBody, resolve
+from shared.upstream_http import relayed_headers
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
 logger = logging.getLogger("gateway")
+# Room for a file upload's other form fields and part headers on top of FILES_MAX_BYTES (the file
+# itself is held to FILES_MAX_BYTES exactly by shared.batch.files).
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing it as soon as it passes ``limit`` (declared or actual size)."""
+def body_limit(operation: Operation, settings: Settings) -> tuple[int, str]:
+    """The most bytes the operation's body may have, and the setting that says so."""
+    if operation.body_limit == "file":
+        return settings.files_max_bytes + FORM_OVERHEAD_BYTES, "FILES_MAX_BYTES"
+    return settings.max_request_bytes, "MAX_REQUEST_BYTES"
+
+
+def _refuse_declared(request: Request, limit: int, setting: str) -> None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    chunks: list[bytes] = []
+        raise too_large(limit, setting)
+
+
+async def stream_body(request: Request, limit: int, setting: str = "MAX_REQUEST_BYTES") -> AsyncIterator[bytes]:
+    """The body as it arrives, refused (413) as soon as it passes ``limit`` (declared or actual size)."""
+    _refuse_declared(request, limit, setting)
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+            raise too_large(limit, setting)
+        if chunk:
+            yield chunk
+
+
+async def read_body(request: Request, limit: int, setting: str = "MAX_REQUEST_BYTES") -> bytes:
+    """The body, refusing it as soon as it passes ``limit`` (declared or actual size)."""
+    return b"".join([chunk async for chunk in stream_body(request, limit, setting)])
 
 
 def path_param(request: Request, route: ApiRoute) -> str:
@@ -78,7 +96,12 @@ async def _call(route: ApiRoute, operation: Operation, ctx: RequestContext, requ
     handler = resolve(operation.handler)  # signatures per ``takes``: checked by tests/unit/test_routes.py
     reply: Reply
     if operation.takes == "body":
-        reply = await handler(ctx, await read_body(request, get_settings().max_request_bytes))
+        reply = await handler(ctx, await read_body(request, *body_limit(operation, get_settings())))
+    elif operation.takes == "upload":
+        limit, setting = body_limit(operation, get_settings())
+        _refuse_declared(request, limit, setting)  # before the handler starts work on a body it cannot take
+        body = StreamedBody(request.headers.get("content-type", ""), stream_body(request, limit, setting))
+        reply = await handler(ctx, body)
     elif operation.takes == "id":
         reply = await handler(ctx, path_param(request, route))
     elif operation.takes == "id_query":
@@ -106,7 +129,7 @@ def _to_response(reply: Reply, ctx: RequestContext, extra: Mapping[str, str]) ->
 
 def _upstream_error_reply(exc: UpstreamError) -> Reply:
     """An upstream error status, shaped as the gateway answers the same condition (shared.errors.upstream)."""
-    return error_reply(upstream_error(exc.response, relayed_headers(exc.response)))
+    return Reply.from_error(upstream_error(exc.response, relayed_headers(exc.response)))
 
 
 async def serve(request: Request, api_route: ApiRoute) -> Response:
@@ -116,7 +139,7 @@ async def serve(request: Request, api_route: ApiRoute) -> Response:
         settings = get_settings()
     except ConfigurationError as exc:
         ctx = RequestContext.new(60.0)
-        return _to_response(error_reply(misconfigured(exc)), ctx, {})
+        return _to_response(Reply.from_error(misconfigured(exc)), ctx, {})
     ctx = RequestContext.new(settings.request_timeout_seconds)
     identity_error: GatewayError | None = None
     try:
@@ -129,7 +152,7 @@ async def serve(request: Request, api_route: ApiRoute) -> Response:
     cors_headers: dict[str, str] = {}
     if origin is not None:
         if not cors.origin_allowed(origin, settings.cors_allowed_origins, request.headers.get("host")):
-            return _finish(request, route, ctx, error_reply(origin_not_allowed(origin)), {})
+            return _finish(request, route, ctx, Reply.from_error(origin_not_allowed(origin)), {})
         cors_headers = cors.response_headers(origin)
     if method == "OPTIONS":
         if origin is not None:
@@ -145,12 +168,12 @@ async def serve(request: Request, api_route: ApiRoute) -> Response:
         with telemetry.activate(span):
             reply = await _call(api_route, operation, ctx, request)
     except GatewayError as exc:
-        reply = error_reply(exc)
+        reply = Reply.from_error(exc)
     except UpstreamError as exc:
         reply = _upstream_error_reply(exc)
     except Exception:
         logger.exception("unhandled error", extra={"request_id": ctx.request_id})
-        reply = error_reply(internal_error())
+        reply = Reply.from_error(internal_error())
     if span is not None:
         if reply.events is not None:
             reply.events = _traced(reply.events, span, ctx, reply.status)

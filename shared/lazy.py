@@ -52,9 +52,10 @@ def forget_process_state() -> None:
         forget()
 
 
-# What the first API request needs and indexing does not: the request pipeline (``shared.http``, which
-# brings the gateway, validation and the upstream call) and the SDK with its HTTP stacks.
-WARM_MODULES = ("shared.http", "shared.upstream_http", "aiohttp", "azure.identity.aio")
+# What the first API request needs and indexing does not: the request pipeline (``shared.http``), the
+# model operations (``shared.gateway``, which brings validation and the upstream call; ``shared.http``
+# loads it only when a route needs it) and the HTTP stack with the identity library.
+WARM_MODULES = ("shared.http", "shared.gateway", "shared.upstream_http", "aiohttp", "azure.identity.aio")
 
 
 @contextlib.contextmanager

@@ -17,12 +17,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shared.batch.openapi_schema import CREATE_REQUEST as BATCH_CREATE_REQUEST
 from shared.jobs.openapi_schema import SUBMIT_REQUEST
 from shared.query_params import QueryParam
 from shared.routes import API_ROUTES, PUBLIC_ROUTES, ApiRoute, Operation
 
 ERROR_STATUSES = {
-    "409": "The job has not finished yet",
+    "409": "The job has not finished yet, or the job or batch to cancel has already ended",
     "400": ("Invalid JSON (duplicate keys included), a missing field, more than 2048 embedding inputs, "
             "an MCP server that is not allowed, or a query parameter that is unknown or invalid"),
     "401": "Missing or invalid function key (the Functions host), or an ambiguous one: two keys, or an empty one",
@@ -33,6 +34,7 @@ ERROR_STATUSES = {
     "422": "A field has the wrong type or value",
     "429": "Rate limited (retry-after and retry-after-ms tell when to retry)",
     "502": "Upstream unreachable",
+    "503": "Storage unavailable (retry-after tells when to retry)",
     "504": "Upstream out of time",
 }
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -87,6 +89,15 @@ COMPONENTS: dict[str, Any] = {
     "ResponsesRequest": _RESPONSES,
     "EmbeddingsRequest": _EMBEDDINGS,
     "EmbeddingJobRequest": SUBMIT_REQUEST,
+    "BatchCreateRequest": BATCH_CREATE_REQUEST,
+    # POST /v1/files: a multipart form (shared.batch.files; the SDK flattens expires_after with brackets).
+    "FileUpload": {"type": "object", "required": ["file", "purpose"], "additionalProperties": False, "properties": {
+        "file": {"type": "string", "format": "binary", "description": "JSONL, one batch request per line"},
+        "purpose": {"enum": ["batch"]},
+        "expires_after[anchor]": {"enum": ["created_at"]},
+        "expires_after[seconds]": {"type": "integer", "minimum": 3600, "maximum": 2592000},
+    }, "dependentRequired": {"expires_after[anchor]": ["expires_after[seconds]"],
+                             "expires_after[seconds]": ["expires_after[anchor]"]}},
     "ModelList": {"type": "object", "required": ["object", "data"]},
     "Model": {"type": "object", "required": ["id", "object", "created", "owned_by"]},
 }
@@ -95,6 +106,8 @@ COMPONENTS: dict[str, Any] = {
 PARAMETERS: dict[str, dict[str, Any]] = {
     "response_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,256}$"},
     "job_id": {"type": "string"},
+    "batch_id": {"type": "string"},
+    "file_id": {"type": "string"},
     "model": {"type": "string"},
 }
 
@@ -113,7 +126,7 @@ def _operation(route: ApiRoute, op: Operation) -> dict[str, Any]:
         described["parameters"] += [_query_parameter(param) for param in op.query]
     if op.request_schema:
         described["requestBody"] = {"required": True,
-                                    "content": {"application/json": {"schema": _ref(op.request_schema)}}}
+                                    "content": {op.request_media: {"schema": _ref(op.request_schema)}}}
     described["responses"] = {str(op.ok_status): {"description": op.ok_description, "content": content},
                               **_errors(*op.errors)}
     return described

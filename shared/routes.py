@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -29,8 +29,22 @@ from shared.query_params import QueryParam
 # "id_query": ``async (ctx, the path parameter: str, query: dict[str, QueryValue]) -> Reply``, the query
 #   validated against the operation's ``query`` (shared.query_params: unknown names and bad values are 400);
 # "query": ``async (ctx, query: dict[str, QueryValue]) -> Reply``, the query validated as for "id_query";
-# "nothing": ``() -> Reply``, answered from configuration alone (no upstream, no await).
-Takes = Literal["body", "id", "id_query", "query", "nothing"]
+# "nothing": ``() -> Reply``, answered from configuration alone (no upstream, no await);
+# "upload": ``async (ctx, body: StreamedBody) -> Reply``, the body as it arrives (never held whole), cut
+#   off past the operation's ``body_limit``: for uploads larger than MAX_REQUEST_BYTES (multipart files).
+Takes = Literal["body", "id", "id_query", "query", "nothing", "upload"]
+# Which setting bounds an operation's body: MAX_REQUEST_BYTES, or FILES_MAX_BYTES (plus room for the
+# form's other fields) for file uploads.
+BodyLimit = Literal["request", "file"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedBody:
+    """An "upload" operation's request body: its content type (a multipart form names its boundary
+    there) and its bytes as they arrive, already bounded by the operation's body limit."""
+
+    content_type: str
+    chunks: AsyncIterator[bytes]
 
 # The upstream can answer any of these on a relayed call; the gateway itself adds 400/404/413/422/429.
 RELAYED_ERRORS = ("400", "403", "404", "413", "422", "429", "502", "504")
@@ -54,6 +68,9 @@ class Operation:
     errors: tuple[str, ...] = ()
     # The query parameters an "id_query" or "query" operation accepts (validated; relayed re-encoded).
     query: tuple[QueryParam, ...] = ()
+    body_limit: BodyLimit = "request"
+    # The media type of ``request_schema`` (multipart/form-data for file uploads).
+    request_media: str = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +137,12 @@ INPUT_ITEMS_QUERY = (
     QueryParam("before", "string", "Cursor: the item id to list before"),
 )
 _STORED = ("400", "404", "429", "502", "504")
+FILES_LIST_QUERY = (
+    QueryParam("purpose", "string", "Only files with this purpose (batch, batch_output)"),
+    QueryParam("limit", "integer", "Files per page (1-10000, default 10000)", minimum=1, maximum=10000),
+    QueryParam("order", "enum", "By created_at: desc (default) or asc", choices=("asc", "desc")),
+    QueryParam("after", "string", "Cursor: the last file id of the previous page"),
+)
 JOB_RESULTS_QUERY = (
     QueryParam("encoding_format", "enum", "float (default), or base64: little-endian float32 as OpenAI's embeddings",
                choices=("float", "base64")),
@@ -173,6 +196,43 @@ API_ROUTES: tuple[ApiRoute, ...] = (
                          "An embedding job's results as JSONL, in input order", ok_description="JSONL",
                          ok_media=("application/x-ndjson",), errors=("400", "404", "409", "502"),
                          query=JOB_RESULTS_QUERY),
+    }),
+    ApiRoute("v1/batches", "batches", {
+        "POST": Operation("shared.batch.service:create", "body", "Create a batch from an uploaded file (OpenAI's "
+                          "Batch API)", request_schema="BatchCreateRequest", ok_description="The batch",
+                          errors=("400", "404", "413", "422", "502")),
+        "GET": Operation("shared.batch.service:list_batches", "query", "The caller's batches, newest first (paged)",
+                         ok_description="A list of batches", errors=("400", "502"),
+                         query=(QueryParam("limit", "integer", "Batches per page (1-100, default 20)", minimum=1,
+                                           maximum=100),
+                                QueryParam("after", "string", "Cursor: the last batch id of the previous page"))),
+    }),
+    ApiRoute("v1/batches/{batch_id}", "batches_item", {
+        "GET": Operation("shared.batch.service:retrieve", "id", "A batch's status, counts and files",
+                         ok_description="The batch", errors=("404", "502")),
+    }),
+    ApiRoute("v1/batches/{batch_id}/cancel", "batches_cancel", {
+        "POST": Operation("shared.batch.service:cancel", "id", "Cancel a batch (finished lines are kept)",
+                          ok_description="The batch, cancelling", errors=("404", "409", "502")),
+    }),
+    ApiRoute("v1/files", "files", {
+        "POST": Operation("shared.batch.files:upload", "upload",
+                          "Upload a batch input file (multipart: file, purpose=batch, optional expires_after)",
+                          request_schema="FileUpload", request_media="multipart/form-data", body_limit="file",
+                          ok_description="The file object", errors=("400", "404", "413", "422", "503")),
+        "GET": Operation("shared.batch.files:list_files", "query", "The caller's files (paged)",
+                         ok_description="A list of files", errors=("400", "503"), query=FILES_LIST_QUERY),
+    }),
+    ApiRoute("v1/files/{file_id}", "files_item", {
+        "GET": Operation("shared.batch.files:retrieve", "id", "One of the caller's files",
+                         ok_description="The file object", errors=("404", "503")),
+        "DELETE": Operation("shared.batch.files:delete", "id", "Delete one of the caller's files",
+                            ok_description="The deletion status", errors=("404", "503")),
+    }),
+    ApiRoute("v1/files/{file_id}/content", "files_content", {
+        "GET": Operation("shared.batch.files:content", "id", "A file's content, as stored",
+                         ok_description="The file's bytes", ok_media=("application/octet-stream",),
+                         errors=("404", "503")),
     }),
     ApiRoute("v1/models", "models", {
         "GET": Operation("shared.gateway:list_models", "nothing", "Models callers may use",

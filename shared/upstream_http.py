@@ -50,6 +50,29 @@ class UpstreamResponse(Protocol):
     async def aclose(self) -> None: ...
 
 
+# Upstream headers worth passing on: rate-limit state lets callers pace themselves, and the
+# upstream's own ids let support trace a request through Azure.
+RELAYED_HEADERS = (
+    "content-type",
+    "retry-after",
+    "retry-after-ms",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+    "apim-request-id",
+    "openai-processing-ms",
+)
+
+
+def relayed_headers(response: UpstreamResponse) -> dict[str, str]:
+    """The :data:`RELAYED_HEADERS` the upstream sent, for the caller's reply."""
+    headers = response.headers
+    return {name: value for name in RELAYED_HEADERS if (value := headers.get(name)) is not None}
+
+
 class AiohttpResponse:
     """An aiohttp response as an :class:`UpstreamResponse`: the body read at once, or streamed."""
 

@@ -385,6 +385,14 @@ class _Events:
         self.delays.append(delay)
 
 
+def _arguments(out: _Events, kind: str, item: dict[str, Any], index: int, delay: float, **extra: Any) -> None:
+    """A tool call's arguments: one ``{kind}.delta`` with them whole, then ``{kind}.done``."""
+    where = {"item_id": item["id"], "output_index": index}
+    arguments = item["arguments"]
+    out.add(f"{kind}.delta", delay, **where, delta=arguments, obfuscation=obfuscation(arguments))
+    out.add(f"{kind}.done", **where, **extra, arguments=arguments)
+
+
 def _stream(response: dict[str, Any], plan: Plan, message_id: str, ttft: float, gap: float) -> StreamOutcome:
     out = _Events()
     start = {**response, "status": "in_progress", "output": [], "usage": None, "completed_at": None}
@@ -432,22 +440,8 @@ def _stream(response: dict[str, Any], plan: Plan, message_id: str, ttft: float, 
                 output_index=index,
                 item={**item, "arguments": "", "status": "in_progress"},
             )
-            out.add(
-                "response.function_call_arguments.delta",
-                first,
-                item_id=item_id,
-                output_index=index,
-                delta=item["arguments"],
-                obfuscation=obfuscation(item["arguments"]),
-            )
+            _arguments(out, "response.function_call_arguments", item, index, first, name=item["name"])
             first = 0.0
-            out.add(
-                "response.function_call_arguments.done",
-                item_id=item_id,
-                output_index=index,
-                name=item["name"],
-                arguments=item["arguments"],
-            )
         elif kind == "mcp_list_tools":
             out.add("response.output_item.added", output_index=index, item={**item, "tools": []})
             out.add("response.mcp_list_tools.in_progress", item_id=item_id, output_index=index)
@@ -456,18 +450,8 @@ def _stream(response: dict[str, Any], plan: Plan, message_id: str, ttft: float, 
             added = {**item, "arguments": "", "output": None, "status": "in_progress"}
             out.add("response.output_item.added", output_index=index, item=added)
             out.add("response.mcp_call.in_progress", item_id=item_id, output_index=index)
-            out.add(
-                "response.mcp_call_arguments.delta",
-                first,
-                item_id=item_id,
-                output_index=index,
-                delta=item["arguments"],
-                obfuscation=obfuscation(item["arguments"]),
-            )
+            _arguments(out, "response.mcp_call_arguments", item, index, first)
             first = 0.0
-            out.add(
-                "response.mcp_call_arguments.done", item_id=item_id, output_index=index, arguments=item["arguments"]
-            )
             out.add("response.mcp_call.completed", item_id=item_id, output_index=index)
         else:
             out.add("response.output_item.added", output_index=index, item=item)

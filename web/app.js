@@ -3,8 +3,8 @@
 // One ES module, no framework, no build step and no dependencies: everything a browser app needs to
 // talk to the gateway is here and short enough to read: streaming with fetch + a small SSE parser,
 // Stop with AbortController, OpenAI-shaped errors turned into plain words (Azure's content filter
-// included), reasoning summaries and MCP tool calls shown as they stream, and an embedding job
-// submitted, polled and downloaded.
+// included), reasoning summaries and MCP tool calls shown as they stream, and an embedding job or
+// an OpenAI Batch API batch submitted, polled and downloaded.
 //
 // The pure helpers (createSSEParser, describeError, retryAfterSeconds, jobProgress, ...) are
 // exported and do not touch the DOM, so they can be lifted into any app (and are unit-tested in
@@ -349,6 +349,52 @@ export function splitLines(text) {
   return text.split(/\r\n|\n|\r/).filter((line) => line.trim() !== "");
 }
 
+/** Batch statuses after which nothing changes any more (OpenAI's Batch API). */
+export const BATCH_DONE = ["completed", "failed", "cancelled", "expired"];
+
+function asBatchRequest(line) {
+  try {
+    const value = JSON.parse(line);
+    return value && typeof value === "object" && !Array.isArray(value) && "custom_id" in value ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The JSONL file a batch is made of, from the panel's text. When every line is already a batch
+ * request (a JSON object with a custom_id), the lines are sent exactly as they are, and the batch's
+ * endpoint is their url (Azure's "/embeddings" spelling taken as "/v1/embeddings"). Otherwise each
+ * line is a text to embed and becomes one embeddings request for `model`, with custom_id "line-N".
+ * @returns {{jsonl: string, endpoint: string, requests: number}}
+ */
+export function batchFile(text, model) {
+  const lines = splitLines(text);
+  const parsed = lines.map(asBatchRequest);
+  if (lines.length && parsed.every(Boolean)) {
+    const url = String(parsed[0].url ?? "");
+    return { jsonl: `${lines.join("\n")}\n`, endpoint: url.startsWith("/v1/") ? url : `/v1${url}`, requests: lines.length };
+  }
+  const requests = lines.map((input, n) => JSON.stringify({
+    custom_id: `line-${n + 1}`, method: "POST", url: "/v1/embeddings", body: { model, input },
+  }));
+  return { jsonl: requests.map((r) => `${r}\n`).join(""), endpoint: "/v1/embeddings", requests: requests.length };
+}
+
+/** Percent of a batch's requests that have an outcome (completed or failed), 0-100. */
+export function batchProgress(batch) {
+  if (batch.status === "completed") return 100;
+  const counts = batch.request_counts ?? {};
+  if (!counts.total) return 0;
+  return Math.min(100, Math.floor((((counts.completed || 0) + (counts.failed || 0)) / counts.total) * 100));
+}
+
+/** A batch's request_counts in words. */
+export function batchCounts(batch) {
+  const counts = batch.request_counts ?? {};
+  return `${counts.completed ?? 0} of ${counts.total ?? "?"} requests done · ${counts.failed ?? 0} failed`;
+}
+
 class Gateway {
   constructor() {
     this.base = "";
@@ -365,7 +411,9 @@ class Gateway {
    */
   async request(path, { method = "GET", body, signal, accept } = {}) {
     const headers = {};
-    if (body !== undefined) headers["content-type"] = "application/json";
+    // A FormData body (a file upload) sets its own multipart content-type, boundary included.
+    const form = typeof FormData !== "undefined" && body instanceof FormData;
+    if (body !== undefined && !form) headers["content-type"] = "application/json";
     if (accept) headers.accept = accept;
     // Azure requires a function key on /api/v1/*; locally nothing checks it, so send it only if given.
     if (this.key) headers["x-functions-key"] = this.key;
@@ -373,7 +421,7 @@ class Gateway {
     let response;
     try {
       response = await fetch(url, {
-        method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store",
+        method, headers, signal, body: body === undefined || form ? body : JSON.stringify(body), cache: "no-store",
       });
     } catch (err) {
       if (err?.name === "AbortError") throw err;
@@ -526,8 +574,9 @@ function boot() {
     history: [], // [{role: "user"|"assistant", content}] - resent in full on every turn
     models: [],
     controller: null, // AbortController of the reply being streamed
-    jobRun: 0, // bumps when a new job is submitted, so an older poll loop stops
+    jobRun: 0, // bumps when a new job or batch is submitted, so an older poll loop stops
     jobBlobUrl: null,
+    batch: null, // the batch on show ({id, output, errors}: its file ids), or null for an embedding job
   };
   const countdowns = new WeakMap();
 
@@ -808,12 +857,17 @@ function boot() {
     hideError($("chat-error"));
   });
 
-  // --- embedding job ------------------------------------------------------------------------
+  // --- embedding job or batch ---------------------------------------------------------------
+  const asBatch = () => document.querySelector('input[name="job-kind"]:checked')?.value === "batch";
+
   function countLines() {
-    const n = splitLines($("job-input").value).length;
-    $("job-lines").textContent = `${n} input${n === 1 ? "" : "s"}`;
+    const n = asBatch() ? batchFile($("job-input").value, "").requests : splitLines($("job-input").value).length;
+    const noun = asBatch() ? "request" : "input";
+    $("job-lines").textContent = `${n} ${noun}${n === 1 ? "" : "s"}`;
+    $("job-submit").textContent = asBatch() ? "Submit batch" : "Submit job";
   }
   $("job-input").addEventListener("input", countLines);
+  for (const radio of document.querySelectorAll('input[name="job-kind"]')) radio.addEventListener("change", countLines);
   $("job-file").addEventListener("change", async () => {
     const file = $("job-file").files?.[0];
     if (!file) return;
@@ -821,38 +875,55 @@ function boot() {
     countLines();
   });
 
-  function renderJob(job) {
-    const percent = jobProgress(job);
+  function showProgress(noun, id, status, percent, counts) {
     $("job-view").hidden = false;
-    $("job-id").textContent = job.id;
-    $("job-state").textContent = job.status;
-    $("job-state").dataset.status = job.status;
+    $("job-noun").textContent = noun;
+    $("job-id").textContent = id;
+    $("job-state").textContent = status;
+    $("job-state").dataset.status = status;
     $("job-progress").value = percent;
     $("job-percent").textContent = `${percent}%`;
+    $("job-counts").textContent = counts;
+  }
+
+  function renderJob(job) {
     const c = job.counts ?? {};
     const tokens = job.usage?.total_tokens ?? job.tokens;
-    $("job-counts").textContent = `${c.embedded ?? 0} of ${c.total ?? "?"} embedded · ${c.failed ?? 0} failed` +
-      (tokens ? ` · ${tokens} tokens` : "");
+    showProgress("Job", job.id, job.status, jobProgress(job), `${c.embedded ?? 0} of ${c.total ?? "?"} embedded · ${c.failed ?? 0} failed` +
+      (tokens ? ` · ${tokens} tokens` : ""));
+    state.batch = null;
     $("job-download").disabled = job.status !== "succeeded";
+    $("job-download").textContent = "Download results (JSONL)";
+    $("job-errors").hidden = true;
+  }
+
+  function renderBatch(batch) {
+    showProgress("Batch", batch.id, batch.status, batchProgress(batch), batchCounts(batch));
+    state.batch = { id: batch.id, output: batch.output_file_id ?? null, errors: batch.error_file_id ?? null };
+    $("job-download").disabled = !state.batch.output;
+    $("job-download").textContent = "Download output (JSONL)";
+    $("job-errors").hidden = !state.batch.errors;
   }
 
   const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
-  async function watchJob(id, run) {
+  /**
+   * Poll `path` with back-off until `finished(body)`, rendering each answer; stops when a newer
+   * submission bumps state.jobRun. `failure(body)` returns the reason when it ended badly.
+   */
+  async function watch(path, run, { render, finished, failure }) {
     let delay = 300;
     let misses = 0;
     while (run === state.jobRun) {
       await sleep(delay);
       if (run !== state.jobRun) return;
       try {
-        const job = await (await gateway.request(`v1/embeddings/jobs/${encodeURIComponent(id)}`)).json();
+        const body = await (await gateway.request(path)).json();
         misses = 0;
-        renderJob(job);
-        if (job.status === "succeeded") return;
-        if (job.status === "failed") {
-          showError($("job-error"), new GatewayProblem({
-            status: 500, error: { message: `The job failed: ${job.error?.message ?? "no reason given"}` },
-          }));
+        render(body);
+        if (finished(body)) {
+          const reason = failure(body);
+          if (reason) showError($("job-error"), new GatewayProblem({ status: 500, error: { message: reason } }));
           return;
         }
         delay = Math.min(2000, delay * 1.5);
@@ -869,45 +940,85 @@ function boot() {
     }
   }
 
+  async function submitJob(run, input, model) {
+    const response = await gateway.request("v1/embeddings/jobs", { method: "POST", body: { model, input } });
+    const job = await response.json();
+    renderJob(job);
+    await watch(`v1/embeddings/jobs/${encodeURIComponent(job.id)}`, run, {
+      render: renderJob,
+      finished: (body) => ["succeeded", "failed"].includes(body.status),
+      failure: (body) => (body.status === "failed" ? `The job failed: ${body.error?.message ?? "no reason given"}` : ""),
+    });
+  }
+
+  /** The Batch API as any client uses it: upload the JSONL (multipart), create the batch, poll it. */
+  async function submitBatch(run, text, model) {
+    const { jsonl, endpoint } = batchFile(text, model);
+    const form = new FormData();
+    form.append("purpose", "batch");
+    form.append("file", new Blob([jsonl], { type: "application/jsonl" }), "batch.jsonl");
+    const file = await (await gateway.request("v1/files", { method: "POST", body: form })).json();
+    const batch = await (await gateway.request("v1/batches", {
+      method: "POST", body: { input_file_id: file.id, endpoint, completion_window: "24h" },
+    })).json();
+    renderBatch(batch);
+    await watch(`v1/batches/${encodeURIComponent(batch.id)}`, run, {
+      render: renderBatch,
+      finished: (body) => BATCH_DONE.includes(body.status),
+      failure: (body) => {
+        if (body.status === "failed") return `The batch failed: ${body.errors?.data?.[0]?.message ?? "no reason given"}`;
+        return body.status === "expired" ? "The batch ran out of time: finished requests are in its output." : "";
+      },
+    });
+  }
+
   $("job-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const input = splitLines($("job-input").value);
+    const text = $("job-input").value;
+    const model = $("job-model").value.trim();
     hideError($("job-error"));
-    if (!input.length) {
+    if (!splitLines(text).length) {
       showError($("job-error"), new GatewayProblem({ status: 400, error: { message: "add at least one line to embed." } }));
       return;
     }
     const run = ++state.jobRun;
     $("job-submit").disabled = true;
     try {
-      const response = await gateway.request("v1/embeddings/jobs", {
-        method: "POST", body: { model: $("job-model").value.trim(), input },
-      });
-      const job = await response.json();
-      renderJob(job);
-      await watchJob(job.id, run);
+      if (asBatch()) await submitBatch(run, text, model);
+      else await submitJob(run, splitLines(text), model);
     } catch (err) {
-      showError($("job-error"), asProblem(err), { model: $("job-model").value.trim() });
+      showError($("job-error"), asProblem(err), { model });
     } finally {
       if (run === state.jobRun) $("job-submit").disabled = false;
     }
   });
 
-  $("job-download").addEventListener("click", async () => {
-    const id = $("job-id").textContent;
+  /** fetch + a Blob URL rather than a plain link: a link cannot carry the x-functions-key header. */
+  async function download(path, filename) {
     try {
-      // fetch + a Blob URL rather than a plain link: a link cannot carry the x-functions-key header.
-      const response = await gateway.request(`v1/embeddings/jobs/${encodeURIComponent(id)}/results`);
-      const blob = await response.blob();
+      const blob = await (await gateway.request(path)).blob();
       if (state.jobBlobUrl) URL.revokeObjectURL(state.jobBlobUrl);
       state.jobBlobUrl = URL.createObjectURL(blob);
-      const link = Object.assign(document.createElement("a"), { href: state.jobBlobUrl, download: `${id}.jsonl` });
+      const link = Object.assign(document.createElement("a"), { href: state.jobBlobUrl, download: filename });
       document.body.append(link);
       link.click();
       link.remove();
     } catch (err) {
       showError($("job-error"), asProblem(err));
     }
+  }
+
+  $("job-download").addEventListener("click", () => {
+    const { batch } = state;
+    if (batch?.output) download(`v1/files/${encodeURIComponent(batch.output)}/content`, `${batch.id}-output.jsonl`);
+    else {
+      const id = $("job-id").textContent;
+      download(`v1/embeddings/jobs/${encodeURIComponent(id)}/results`, `${id}.jsonl`);
+    }
+  });
+  $("job-errors").addEventListener("click", () => {
+    const { batch } = state;
+    if (batch?.errors) download(`v1/files/${encodeURIComponent(batch.errors)}/content`, `${batch.id}-errors.jsonl`);
   });
 
   countLines();

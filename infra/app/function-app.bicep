@@ -106,6 +106,10 @@ param callerTokensPerMinute int = 0
 @minValue(0)
 param callerOutputTokenAllowance int = 4096
 
+@description('DATA_RETENTION_DAYS: days finished jobs, batches and their files are kept before the sweep deletes them.')
+@minValue(1)
+param dataRetentionDays int = 30
+
 @description('Queue for embedding jobs.')
 param jobsQueueName string
 
@@ -151,6 +155,7 @@ var settings = {
   LOG_CONTENT: logContent ? 'true' : 'false'
   CALLER_TOKENS_PER_MINUTE: string(callerTokensPerMinute)
   CALLER_OUTPUT_TOKEN_ALLOWANCE: string(callerOutputTokenAllowance)
+  DATA_RETENTION_DAYS: string(dataRetentionDays)
 
   // Embedding jobs (queue trigger + blob + table, all through AzureWebJobsStorage).
   EMBEDDING_JOBS_QUEUE: jobsQueueName

@@ -48,6 +48,18 @@ param usageTableName string
 @maxValue(365)
 param deleteRetentionDays int = 7
 
+@description('Days finished job and batch data and files without their own expiry are kept (the app setting DATA_RETENTION_DAYS, default 30); the lifecycle policy deletes what the app left some days later.')
+@minValue(1)
+param dataRetentionDays int = 30
+
+// The lifecycle policy is a backstop behind the app's hourly sweep (shared/jobs/sweeper.py), so it
+// must never delete before the app would: past the retention and past the longest expiry a caller
+// can ask for (a file's expires_after, at most 30 days as on OpenAI), plus a week for blobs written
+// before their job or batch ended (a batch's completion window is a day) and for missed sweeps.
+var longestFileExpiryDays = 30
+var lifecycleMarginDays = 7
+var jobDataDeleteAfterDays = max(dataRetentionDays, longestFileExpiryDays) + lifecycleMarginDays
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: Default action stays Allow: without VNet integration (out of scope by default) the Flex Consumption app reaches storage over its public endpoint. Access is Entra ID only (shared keys off).
   // checkov:skip=CKV_AZURE_59: Public network access stays enabled for the same reason as CKV_AZURE_35; private endpoints are not in scope by default.
@@ -86,6 +98,48 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
     containerDeleteRetentionPolicy: {
       enabled: true
       days: deleteRetentionDays
+    }
+  }
+}
+
+// Deletes job, batch and file blobs some days after their last write (the deployment package
+// container and the host's own containers are not matched: prefixes start with the jobs container).
+resource jobDataLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-job-data'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${jobsContainerName}/jobs/'
+                '${jobsContainerName}/files/'
+                '${jobsContainerName}/poison/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: jobDataDeleteAfterDays
+                }
+              }
+              snapshot: {
+                delete: {
+                  daysAfterCreationGreaterThan: jobDataDeleteAfterDays
+                }
+              }
+            }
+          }
+        }
+      ]
     }
   }
 }

@@ -47,15 +47,25 @@ VOCABULARY: Final[Mapping[str, Kind]] = {
     "max_output_tokens_required": Kind(400, INVALID_REQUEST),
     "caller_token_limit_too_small": Kind(400, INVALID_REQUEST),
     "model_not_embedding": Kind(400, INVALID_REQUEST),
+    "model_not_allowed": Kind(400, INVALID_REQUEST),
+    "invalid_batch_endpoint": Kind(400, INVALID_REQUEST),
+    "invalid_completion_window": Kind(400, INVALID_REQUEST),
+    "invalid_file_purpose": Kind(400, INVALID_REQUEST),
+    "invalid_multipart": Kind(400, INVALID_REQUEST),
+    "invalid_batch_file": Kind(400, INVALID_REQUEST),
     "model_not_found": Kind(404, INVALID_REQUEST),
+    "file_not_found": Kind(404, INVALID_REQUEST),
     "not_found": Kind(404, INVALID_REQUEST),
     "previous_response_not_found": Kind(404, INVALID_REQUEST),
     "job_not_found": Kind(404, INVALID_REQUEST),
+    "batch_not_found": Kind(404, INVALID_REQUEST),
     "results_not_found": Kind(404, INVALID_REQUEST),
     "method_not_allowed": Kind(405, INVALID_REQUEST),
     "job_not_succeeded": Kind(409, INVALID_REQUEST),
     "job_not_cancellable": Kind(409, INVALID_REQUEST),
+    "batch_not_cancellable": Kind(409, INVALID_REQUEST),
     "request_too_large": Kind(413, INVALID_REQUEST),
+    "file_too_large": Kind(413, INVALID_REQUEST),
     # Who is calling, and how much (401/403/429).
     "ambiguous_function_key": Kind(401, AUTHENTICATION),
     "origin_not_allowed": Kind(403, INVALID_REQUEST),
@@ -234,6 +244,36 @@ def job_not_cancellable(status: str) -> GatewayError:
                    f"The job has already {status}; only a queued or running job can be cancelled.")
 
 
+def batch_not_found(batch_id: str) -> GatewayError:
+    """One answer for "no such batch" and "not yours", so ids of other callers' batches reveal nothing."""
+    return _answer("batch_not_found", f"No batch with id {batch_id[:80]!r} was found.", param="batch_id")
+
+
+def batch_not_cancellable(status: str) -> GatewayError:
+    """OpenAI answers 409 for cancelling a batch that has already ended; so does the gateway."""
+    return _answer("batch_not_cancellable", f"Cannot cancel a batch with status {status!r}.")
+
+
+def invalid_batch_endpoint(detail: str) -> GatewayError:
+    return _answer("invalid_batch_endpoint", detail, param="endpoint")
+
+
+def invalid_completion_window(value: str) -> GatewayError:
+    return _answer("invalid_completion_window", f"Invalid completion_window {value[:40]!r}: only '24h' is "
+                   "supported.", param="completion_window")
+
+
+def invalid_file_purpose(purpose: object, expected: str, param: str) -> GatewayError:
+    return _answer("invalid_file_purpose", f"The file has purpose {purpose!r}; it must have purpose "
+                   f"{expected!r}.", param=param)
+
+
+def model_not_allowed(model: str, param: str) -> GatewayError:
+    """A stored request names a model the gateway no longer allows (OPENAI_MODELS changed since)."""
+    return _answer("model_not_allowed", f"The model '{model[:256]}' is not allowed by this gateway "
+                   "(OPENAI_MODELS).", param=param)
+
+
 def response_not_found(response_id: str, *, param: str = "response_id", code: str = "not_found") -> GatewayError:
     """The answer for another caller's response and for one that does not exist: the same bytes."""
     return _answer(code, f"No response with id {response_id!r} was found.", param=param)
@@ -244,9 +284,40 @@ def method_not_allowed(method: str, allowed: tuple[str, ...]) -> GatewayError:
                    headers={"allow": ", ".join(allowed)})
 
 
-def too_large(limit: int) -> GatewayError:
+def too_large(limit: int, setting: str = "MAX_REQUEST_BYTES") -> GatewayError:
     return _answer("request_too_large",
-                   f"Request body is larger than the gateway's limit of {limit} bytes (MAX_REQUEST_BYTES).")
+                   f"Request body is larger than the gateway's limit of {limit} bytes ({setting}).")
+
+
+# Batch input files (POST /v1/files and the file routes).
+
+def file_not_found(file_id: str, *, param: str = "file_id") -> GatewayError:
+    """One answer for "no such file", "expired" and "not yours", so other callers' file ids reveal nothing."""
+    return _answer("file_not_found", f"No file with id {file_id[:80]!r} was found.", param=param)
+
+
+def invalid_multipart(detail: str, *, param: str | None = None) -> GatewayError:
+    """An upload form that is not multipart/form-data, is malformed, or is ambiguous (a field twice)."""
+    return _answer("invalid_multipart", f"Invalid upload form: {detail}", param=param)
+
+
+def file_too_large(limit: int) -> GatewayError:
+    return _answer("file_too_large", f"The file is larger than this gateway's limit of {limit} bytes "
+                   "(FILES_MAX_BYTES); split the requests into several files and batches.", param="file")
+
+
+def invalid_batch_file(errors: list[dict[str, Any]]) -> GatewayError:
+    """A batch input file with bad lines: the first of them in the message, all those found (at most
+    ten) under ``error.errors`` in the shape of a Batch's ``errors`` (``{object: list, data}``)."""
+    first = errors[0]
+    where = f"Line {first['line']}: " if first.get("line") else ""
+    more = f" ({len(errors) - 1} more bad line(s) listed in error.errors)" if len(errors) > 1 else ""
+    error = _answer("invalid_batch_file", f"The file is not a valid batch input. {where}{first['message']}{more}",
+                    param="file")
+    payload = error.to_dict()
+    payload["error"]["errors"] = {"object": "list", "data": errors}
+    error.body = json.dumps(payload, ensure_ascii=False).encode()
+    return error
 
 
 # Who is calling, and how much.

@@ -1,8 +1,10 @@
-"""End a job once every chunk is recorded: commit the results blob in input order, then mark it succeeded.
+"""End a job: once every chunk is recorded (succeeded), or early (cancelled, failed) with what it finished.
 
-Safe to call any number of times from any instance: committing the same block list gives the same
-blob, and the status change is conditional (``running`` to ``succeeded`` on the row's ETag), so the
-job ends once, and never after it was marked failed.
+One writer of the results blob per job: :func:`finalize` claims the ending on the row first
+(``ending``, conditional on the row's ETag) and :func:`close_incomplete` ends the job only while no
+such claim exists, so a close and a finalize that race never both commit the blob. Safe to call any
+number of times from any instance: committing the same block list gives the same blob, and the
+status change is conditional, so the job ends once, and never after it was marked failed.
 """
 
 from __future__ import annotations
@@ -11,11 +13,25 @@ import json
 import logging
 from typing import Any
 
-from shared.jobs import blobs, layout, progress
+from shared.jobs import blobs, layout, progress, retention
+from shared.jobs.embed import Outcome
 from shared.jobs.packing import Item
 from shared.jobs.results import iter_parts, parts_for
 from shared.jobs.runtime import Runtime
-from shared.jobs.store import PARTIAL_RESULTS_FIELD, RUNNING, SUCCEEDED, TERMINAL, clip, int64, now
+from shared.jobs.store import (
+    BATCH_KIND,
+    ENDING_FIELD,
+    KIND_FIELD,
+    PARTIAL_RESULTS_FIELD,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    ChunkState,
+    clip,
+    ending_is,
+    int64,
+    now,
+)
 
 logger = logging.getLogger("gateway.jobs")
 
@@ -23,19 +39,26 @@ logger = logging.getLogger("gateway.jobs")
 async def finalize(rt: Runtime, job_id: str) -> bool:
     """True when this call ended the job."""
     state = await rt.store.load(job_id)
+    if state is not None and state.row.get(KIND_FIELD) == BATCH_KIND:
+        from shared.batch.finish import finalize_batch  # the batch modules build on this one
+
+        return await finalize_batch(rt, job_id)
     if state is None or state.status in TERMINAL or not state.all_chunks_done():
         return False
-    planned = state.planned_chunks or 0
-    if [c.chunk for c in state.chunks] != list(range(planned)):
-        logger.error("job %s has chunk rows %s for %d planned chunks", job_id,
-                     [c.chunk for c in state.chunks][:20], planned)
+    if (stray := state.stray_chunks()) is not None:
+        logger.error("job %s has chunk rows %s for %s planned chunks", job_id, stray[:20], state.planned_chunks)
         return False
+    if state.row.get(ENDING_FIELD) != SUCCEEDED and not await rt.store.transition(
+            job_id, {ENDING_FIELD: SUCCEEDED}, only_from=frozenset({RUNNING}), when=ending_is(SUCCEEDED)):
+        return False  # closed meanwhile (cancel, time budget): the close commits the results
     block_ids = [layout.block_id(c.chunk, part) for c in state.chunks for part in range(parts_for(c.count))]
     await blobs.commit_blocks(blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id)), block_ids)
     embedded, failed, tokens = state.totals()
+    completed_at = now()
     ended = await rt.store.transition(job_id, {
-        "status": SUCCEEDED, "completed_at": now(), "embedded": embedded, "failed": failed, "tokens": int64(tokens),
-    }, only_from=frozenset({RUNNING}))
+        "status": SUCCEEDED, "completed_at": completed_at, "embedded": embedded, "failed": failed,
+        "tokens": int64(tokens), **retention.end_fields(completed_at),
+    }, only_from=frozenset({RUNNING}), when=ending_is(SUCCEEDED))
     if ended:
         logger.info(json.dumps({"event": "job_succeeded", "job_id": job_id, "embedded": embedded,
                                 "failed": failed, "tokens": tokens}))
@@ -46,51 +69,65 @@ async def close_incomplete(rt: Runtime, job_id: str, *, status: str, code: str, 
                            **extra: Any) -> bool:
     """End a job that will not finish (time budget spent, cancelled), keeping every line it did finish.
 
-    The status changes first (so no worker starts another chunk and :func:`finalize` can no longer
-    mark it succeeded); then the results blob is committed in input order from the finished chunks'
-    blocks, and for each unfinished chunk from what it kept before a pause (``shared.jobs.progress``)
-    plus an error line (``code``) for every other input. True when this call ended the job.
+    What it keeps is read once, up front: the chunks recorded by then, and for each other chunk what
+    it kept before a pause (``shared.jobs.progress``). The status then changes together with the
+    totals that makes (one conditional write, refused while :func:`finalize` holds the ending), so no
+    worker starts another chunk, the job can no longer succeed, and a chunk a running worker records
+    later counts nowhere: the job's counts are what its results say from the moment it ended. Last,
+    the results blob is committed in input order, an error line (``code``) for every input not kept.
+    True when this call ended the job.
     """
     state = await rt.store.load(job_id)
     if state is None or state.status in TERMINAL:
         return False
-    ended = await rt.store.transition(job_id, {"status": status, "error_code": code, "error": clip(message),
-                                               "completed_at": now(), **extra})
-    if not ended:
-        return False
+    if state.row.get(KIND_FIELD) == BATCH_KIND:
+        # A batch ends with its output and error files, and its own statuses (``shared.batch.finish``).
+        from shared.batch.finish import close_batch
+
+        return await close_batch(rt, job_id, (code, message), **extra)
+    completed_at = now()
+    fields: dict[str, Any] = {"status": status, "error_code": code, "error": clip(message),
+                              "completed_at": completed_at, **retention.end_fields(completed_at), **extra}
     planned = state.planned_chunks
     if planned is None or not state.row.get("enqueued"):
-        return True  # not planned yet: no inputs were read, there is nothing to keep
-    done = {c.chunk: c for c in (await rt.store.load(job_id) or state).chunks}
+        # Not planned yet: no inputs were read, there is nothing to keep.
+        return await rt.store.transition(job_id, fields, when=ending_is(None))
+    done = {c.chunk: c for c in state.chunks}
+    kept = {chunk: await progress.load(rt, job_id, chunk) for chunk in range(planned) if chunk not in done}
+    embedded = sum(c.embedded for c in done.values()) + sum(len(k.vectors) for k in kept.values())
+    tokens = sum(c.tokens for c in done.values()) + sum(k.tokens for k in kept.values())
+    failed = int(getattr(state.row.get("total"), "value", state.row.get("total")) or 0) - embedded
+    fields.update(embedded=embedded, failed=failed, tokens=int64(tokens))
+    if not await rt.store.transition(job_id, fields, when=ending_is(None)):
+        return False
+    await _commit_closing_results(rt, job_id, planned, done, kept, code, message)
+    await rt.store.merge(job_id, {PARTIAL_RESULTS_FIELD: True})
+    logger.info(json.dumps({"event": f"job_{status}", "job_id": job_id, "embedded": embedded, "failed": failed,
+                            "code": code}))
+    return True
+
+
+async def _commit_closing_results(rt: Runtime, job_id: str, planned: int, done: dict[int, ChunkState],
+                                  kept: dict[int, Outcome], code: str, message: str) -> None:
+    """The results blob of an ended job: finished chunks' blocks, and for the others what they kept plus errors."""
     results = blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id))
     block_ids: list[str] = []
-    embedded = failed = tokens = 0
     for chunk in range(planned):
         finished = done.get(chunk)
         if finished is not None:
             block_ids += [layout.block_id(chunk, part) for part in range(parts_for(finished.count))]
-            embedded, failed, tokens = (embedded + finished.embedded, failed + finished.failed,
-                                        tokens + finished.tokens)
             continue
-        kept = await progress.load(rt, job_id, chunk)
+        outcome = kept[chunk]
         source = blobs.blob_client(rt.storage, rt.container, layout.chunk_blob(job_id, chunk))
         items = [Item.from_line(json.loads(line)) async for line in blobs.iter_lines(source)]
         for item in items:
-            if item.index in kept.refused:
+            if item.index in outcome.refused:
                 item.text = None
-                item.error_code, item.error_message = kept.refused[item.index]
-            elif item.index not in kept.vectors and item.text is not None:
+                item.error_code, item.error_message = outcome.refused[item.index]
+            elif item.index not in outcome.vectors and item.text is not None:
                 item.text = None
                 item.error_code, item.error_message = code, message
-        for part, data in iter_parts(items, kept.vectors):
+        for part, data in iter_parts(items, outcome.vectors):
             await blobs.stage_block(results, layout.closing_block_id(chunk, part), data)
             block_ids.append(layout.closing_block_id(chunk, part))
-        embedded += len(kept.vectors)
-        failed += len(items) - len(kept.vectors)
-        tokens += kept.tokens
     await blobs.commit_blocks(results, block_ids)
-    await rt.store.merge(job_id, {PARTIAL_RESULTS_FIELD: True, "embedded": embedded, "failed": failed,
-                                  "tokens": int64(tokens)})
-    logger.info(json.dumps({"event": f"job_{status}", "job_id": job_id, "embedded": embedded, "failed": failed,
-                            "code": code}))
-    return True

@@ -6,16 +6,21 @@ Blobs (container ``EMBEDDING_JOBS_CONTAINER``)::
     jobs/{id}/chunks/{n:06d}.jsonl    normalised inputs of chunk n (written by the planner)
     jobs/{id}/chunks/{n:06d}.partial.jsonl  what a paused chunk already embedded (until it is done)
     jobs/{id}/results.jsonl           results, one line per input in input order (committed at the end)
+    jobs/{id}/output.jsonl            a batch's output file (its successful lines, OpenAI's format)
+    jobs/{id}/errors.jsonl            a batch's error file (its failed lines)
+    files/{file id}.jsonl             an uploaded file's content (``POST /v1/files``), kept as uploaded
     poison/{message id}.json          every poisoned message, kept verbatim
 
 Table (``EMBEDDING_JOBS_TABLE``), one partition per job: ``PartitionKey = id`` with ``RowKey = "job"``
-for the job and ``RowKey = "chunk-{n:06d}"`` for each finished chunk.
+for the job (or batch) and ``RowKey = "chunk-{n:06d}"`` for each finished chunk; a file is one row,
+``PartitionKey = file id``, ``RowKey = "file"``.
 """
 
 from __future__ import annotations
 
 JOB_ROW = "job"
 CHUNK_ROW_PREFIX = "chunk-"
+FILE_ROW = "file"
 
 
 def input_blob(job_id: str) -> str:
@@ -33,6 +38,18 @@ def partial_blob(job_id: str, chunk: int) -> str:
 
 def results_blob(job_id: str) -> str:
     return f"jobs/{job_id}/results.jsonl"
+
+
+def batch_output_blob(batch_id: str) -> str:
+    return f"jobs/{batch_id}/output.jsonl"
+
+
+def batch_errors_blob(batch_id: str) -> str:
+    return f"jobs/{batch_id}/errors.jsonl"
+
+
+def file_blob(file_id: str) -> str:
+    return f"files/{file_id}.jsonl"
 
 
 def poison_blob(message_id: str) -> str:

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
-from shared.jobs.ids import PATTERN as JOB_ID_PATTERN
+from shared.jobs.ids import BATCH_PATTERN, EMBEDDING_JOB_PATTERN
+from shared.jobs.ids import PATTERN as ENGINE_ID_PATTERN
 from shared.jobs.proof import TOKEN_PATTERN
 
 SCHEMA_VERSION = "embedding-job/v1"
@@ -35,7 +36,10 @@ def _integral(value: Any) -> Any:
 
 
 Integer = Annotated[int, BeforeValidator(_integral)]
-JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
+JobId = Annotated[str, StringConstraints(pattern=EMBEDDING_JOB_PATTERN)]
+BatchId = Annotated[str, StringConstraints(pattern=BATCH_PATTERN)]
+# What a chunk may belong to: an embedding job or a batch (one engine runs both).
+EngineId = Annotated[str, StringConstraints(pattern=ENGINE_ID_PATTERN)]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=512)]
 Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
@@ -100,7 +104,7 @@ class ChunkMessage(StrictModel):
 
     schema_: Literal["embedding-job/v1"] = Field(alias="schema")
     type: Literal["chunk"]
-    id: JobId
+    id: EngineId
     chunk: Annotated[Integer, Field(ge=0)]
     start: Annotated[Integer, Field(ge=0)]
     count: Annotated[Integer, Field(ge=1, le=2048)]
@@ -114,16 +118,32 @@ class ChunkMessage(StrictModel):
     deadline: Annotated[float, Field(ge=0)] | None = None
 
 
-Message = Annotated[JobMessage | ChunkMessage, Field(discriminator="type")]
-_adapter: TypeAdapter[JobMessage | ChunkMessage] = TypeAdapter(Message)
+class BatchMessage(StrictModel):
+    """A batch's step (internal; written only by ``POST /v1/batches`` and the batch service).
+
+    ``plan``: read the batch's input file (named on its row, never in the message) into chunks;
+    ``close``: end a batch that is being cancelled or whose completion window ran out, writing the
+    lines it finished to its output file and an error line for each of the rest.
+    """
+
+    schema_: Literal["embedding-job/v1"] = Field(alias="schema")
+    type: Literal["batch"]
+    id: BatchId
+    token: Token
+    action: Literal["plan", "close"] = "plan"
 
 
-def parse(raw: bytes | str) -> JobMessage | ChunkMessage:
+AnyMessage = JobMessage | ChunkMessage | BatchMessage
+Message = Annotated[AnyMessage, Field(discriminator="type")]
+_adapter: TypeAdapter[AnyMessage] = TypeAdapter(Message)
+
+
+def parse(raw: bytes | str) -> AnyMessage:
     """Validate decoded message JSON; raises ``pydantic.ValidationError``."""
     return _adapter.validate_json(raw)
 
 
-def to_json(message: JobMessage | ChunkMessage) -> str:
+def to_json(message: AnyMessage) -> str:
     return message.model_dump_json(by_alias=True, exclude_none=True)
 
 

@@ -141,6 +141,14 @@ class _Budget:
         """Steady expiry per second assumed for usage that is not this process's own."""
         return self.capacity() / WINDOW_SECONDS
 
+    def room(self, now: float) -> int | None:
+        """Tokens jobs could send right now beside everything in the window, or None when unknown."""
+        if self.remaining is None or (self.limit is None and now - self.observed_at > STALE_SECONDS):
+            return None
+        self._forget_expired(now)
+        foreign_now = max(0.0, self.foreign - self.rate() * (now - self.observed_at))
+        return int(self.usable() - self.own_usage(now) - foreign_now)
+
     def wait_for(self, cost: int, now: float) -> float:
         if self.remaining is None or cost <= 0:
             return 0.0
@@ -204,6 +212,13 @@ class Pacer:
     def has_signal(self) -> bool:
         """Whether the deployment has said anything about its token limit yet (in this process)."""
         return self.tokens.remaining is not None or self.tokens.limit is not None
+
+    def room_tokens(self) -> int | None:
+        """Tokens a request could carry right now without waiting (None: not known yet)."""
+        now = self._clock()
+        if self.blocked_until > now:
+            return 0
+        return self.tokens.room(now)
 
     def max_request_tokens(self) -> int | None:
         """The largest request jobs may send, when the limit is known: what they may use of a window."""

@@ -112,7 +112,7 @@ async def plan(rt: Runtime, message: messages.JobMessage) -> None:
         base["dimensions"] = message.dimensions
     bodies = [json.dumps({**base, "chunk": n, "start": start, "count": count}, separators=(",", ":"))
               for n, start, count in chunks]
-    await _bounded(enqueue.put_message(rt.queue, body) for body in bodies)
+    await bounded(enqueue.put_message(rt.queue, body) for body in bodies)
     await rt.store.merge(job_id, {"enqueued": True})
     logger.info(json.dumps({"event": "job_planned", "job_id": job_id, "inputs": total, "chunks": len(chunks)}))
 
@@ -167,7 +167,7 @@ async def _write_chunks(rt: Runtime, job_id: str, source: AsyncIterator[object])
     return planned
 
 
-async def _bounded(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
+async def bounded(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
     """Await coroutines with at most ``2 * WRITE_CONCURRENCY`` at a time."""
     semaphore = asyncio.Semaphore(WRITE_CONCURRENCY * 2)
 
@@ -178,4 +178,4 @@ async def _bounded(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
     await asyncio.gather(*(one(call) for call in calls))
 
 
-__all__ = ["InvalidJob", "JobFailed", "message_token", "plan"]
+__all__ = ["InvalidJob", "JobFailed", "bounded", "message_token", "plan"]

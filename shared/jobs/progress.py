@@ -6,7 +6,8 @@ earlier pieces returned is written to ``jobs/{id}/chunks/{n}.partial.jsonl`` fir
 delivery sends only the rest: every upstream call moves the job forward, whatever the quota.
 
 One line per input already settled, ``{"index", "vector": base64 float32}`` or ``{"index",
-"error": {"code", "message"}}``, after a first line ``{"tokens": n}`` (what those calls cost).
+"error": {"code", "message"}}``, after a first line ``{"tokens": n}`` (what those calls cost; with
+``"output_tokens"`` when some of it was generated text).
 The blob is rewritten whole each time (it only grows), so a redelivery that re-reads it sees a
 consistent state; it is deleted once the chunk is recorded.
 """
@@ -40,6 +41,7 @@ async def load(rt: Runtime, job_id: str, chunk: int) -> Outcome:
     for line in lines:
         if "tokens" in line:
             kept.tokens = int(line["tokens"])
+            kept.output_tokens = int(line.get("output_tokens", 0))
         elif "vector" in line:
             kept.vectors[int(line["index"])] = base64.b64decode(line["vector"])
         elif "error" in line:
@@ -48,7 +50,8 @@ async def load(rt: Runtime, job_id: str, chunk: int) -> Outcome:
 
 
 async def save(rt: Runtime, job_id: str, chunk: int, kept: Outcome) -> None:
-    lines = [json.dumps({"tokens": kept.tokens})]
+    cost = {"tokens": kept.tokens, **({"output_tokens": kept.output_tokens} if kept.output_tokens else {})}
+    lines = [json.dumps(cost)]
     lines += [json.dumps({"index": i, "vector": base64.b64encode(v).decode("ascii")})
               for i, v in sorted(kept.vectors.items())]
     lines += [json.dumps({"index": i, "error": {"code": c, "message": m}}, ensure_ascii=False)

@@ -24,13 +24,14 @@ import re
 
 from pydantic import ValidationError
 
+from shared.batch.steps import run_batch_step
 from shared.config import get_settings
 from shared.jobs import enqueue, messages, patience, proof, strays
 from shared.jobs.access import OWNER_FIELD
 from shared.jobs.charge import CallerPaced
 from shared.jobs.embed import JobFailed
 from shared.jobs.finalize import close_incomplete
-from shared.jobs.ids import is_job_id
+from shared.jobs.ids import is_engine_id
 from shared.jobs.pacer import Throttled, get_pacer
 from shared.jobs.planner import InvalidJob, message_token, plan
 from shared.jobs.runtime import Runtime, get_runtime
@@ -41,7 +42,7 @@ logger = logging.getLogger("gateway.jobs")
 
 # A chunk handed back this often (each time for the wait the upstream asked) fails the normal way.
 MAX_DEFERRALS = 100
-_JOB_ID = re.compile(rb"ejob_[0-9a-f]{32}")
+_JOB_ID = re.compile(rb"(?:ejob|batch)_[0-9a-f]{32}")
 
 
 def sniff_job_id(body: bytes) -> str | None:
@@ -50,7 +51,7 @@ def sniff_job_id(body: bytes) -> str | None:
         data = json.loads(body)
     except ValueError:
         data = None
-    if isinstance(data, dict) and is_job_id(data.get("id")):
+    if isinstance(data, dict) and is_engine_id(data.get("id")):
         return str(data["id"])
     match = _JOB_ID.search(body)
     return match.group(0).decode() if match else None
@@ -80,7 +81,7 @@ def claim(body: bytes) -> tuple[str | None, object, object]:
         data = json.loads(body)
     except ValueError:
         return None, None, None
-    if not isinstance(data, dict) or not is_job_id(data.get("id")):
+    if not isinstance(data, dict) or not is_engine_id(data.get("id")):
         return None, None, None
     return str(data["id"]), data.get(proof.TOKEN_FIELD), data.get(OWNER_FIELD)
 
@@ -113,6 +114,8 @@ async def handle_message(body: bytes, message_id: str, dequeue_count: int) -> No
     try:
         if isinstance(message, messages.JobMessage):
             await plan(rt, message)
+        elif isinstance(message, messages.BatchMessage):
+            await run_batch_step(rt, message)
         else:
             await run_chunk(rt, message, get_pacer(message.model))
     except proof.Unproven as exc:
@@ -190,7 +193,7 @@ async def retry_later(rt: Runtime, message: messages.ChunkMessage, exc: Exceptio
     await enqueue.put_message(rt.queue, messages.to_json(again), delay=wait)
 
 
-async def defer(rt: Runtime, message: messages.JobMessage | messages.ChunkMessage, wait: float, *,
+async def defer(rt: Runtime, message: messages.AnyMessage, wait: float, *,
                 counted: bool = True) -> None:
     """Hand the chunk back for ``wait`` seconds, within the job's time budget.
 

@@ -13,7 +13,7 @@ from pydantic import Field
 from shared.config import get_settings
 from shared.context import Reply, RequestContext
 from shared.errors import GatewayError, invalid_query_parameter, job_not_cancellable, not_found
-from shared.jobs import access, blobs, enqueue, layout, messages, proof
+from shared.jobs import access, blobs, enqueue, layout, messages, proof, retention
 from shared.jobs import results as result_lines
 from shared.jobs.embedding_models import job_deployment
 from shared.jobs.finalize import close_incomplete
@@ -68,6 +68,8 @@ def job_view(job_id: str, state: JobState, container: str) -> dict[str, Any]:
         "created_at": _seconds(row.get("created_at")),
         "started_at": _seconds(row.get("started_at")),
         "completed_at": _seconds(row.get("completed_at")),
+        # When the job and its results stop being kept (DATA_RETENTION_DAYS after it ended); null while it runs.
+        "expires_at": _seconds(retention.expires_at(row)),
         "error": None,
     }
     if row.get("dimensions") is not None:
@@ -155,7 +157,7 @@ async def list_jobs(ctx: RequestContext, query: Mapping[str, QueryValue]) -> Rep
     assert isinstance(limit, int) and (after is None or isinstance(after, str))
     with storage_errors():
         rt = await get_runtime()
-        rows = await rt.store.owned_rows(ctx.caller)
+        rows = [row for row in await rt.store.owned_rows(ctx.caller) if not retention.is_expired(row)]
         ids = [str(row["PartitionKey"]) for row in rows]
         start = 0
         if after is not None:
@@ -176,8 +178,13 @@ async def _current(rt: Runtime, row: dict[str, Any]) -> JobState:
     return await rt.store.load(str(row["PartitionKey"])) or JobState(row)
 
 
+def _readable(row: Mapping[str, Any], caller: str) -> bool:
+    """The caller's own job, still kept (an expired job answers as if it never existed)."""
+    return access.owns(row, caller) and not retention.is_expired(row)
+
+
 def _no_such_job(job_id: str) -> GatewayError:
-    """One answer for "no such job" and "not yours", so ids of other callers' jobs reveal nothing."""
+    """One answer for "no such job", "not yours" and "expired", so an id reveals nothing."""
     return not_found(f"No embedding job with id {job_id[:80]!r}.", param="id", code="job_not_found")
 
 
@@ -191,7 +198,7 @@ async def status(ctx: RequestContext, job_id: str) -> Reply:
     with storage_errors():
         rt = await get_runtime()
         state = await rt.store.load(_job_id(job_id))
-    if state is None or not access.owns(state.row, ctx.caller):
+    if state is None or not _readable(state.row, ctx.caller):
         raise _no_such_job(job_id)
     return _reply(200, job_view(job_id, state, rt.container))
 
@@ -205,7 +212,7 @@ async def cancel(ctx: RequestContext, job_id: str) -> Reply:
     with storage_errors():
         rt = await get_runtime()
         row = await rt.store.get_row(_job_id(job_id))
-        if row is None or not access.owns(row, ctx.caller):
+        if row is None or not _readable(row, ctx.caller):
             raise _no_such_job(job_id)
         if JobState(row).status not in TERMINAL:
             await close_incomplete(rt, job_id, status=CANCELLED, code="cancelled",
@@ -227,7 +234,7 @@ async def results(ctx: RequestContext, job_id: str, query: Mapping[str, QueryVal
     with storage_errors():
         rt = await get_runtime()
         row = await rt.store.get_row(_job_id(job_id))
-        if row is None or not access.owns(row, ctx.caller):
+        if row is None or not _readable(row, ctx.caller):
             raise _no_such_job(job_id)
         state = JobState(row)
         if not has_results(state):

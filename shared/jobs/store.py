@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +25,22 @@ if TYPE_CHECKING:
     from shared.jobs.messages import JobMessage
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+# A batch being stopped (no new chunk starts; the close message writes what it finished), and a batch
+# whose completion window ran out before it finished (ended like a cancel, with its finished lines).
+CANCELLING, EXPIRED = "cancelling", "expired"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, EXPIRED})
 # Set on a job that ended failed or cancelled once its finished lines (and errors for the rest) are committed.
 PARTIAL_RESULTS_FIELD = "partial_results"
 # Table string properties hold at most 64 KiB (32k UTF-16 characters); reasons are cut well below.
 MAX_REASON_CHARS = 2000
+# What a row holds when it is not an embedding job: "batch" for the Batch API (an embedding job has none).
+KIND_FIELD = "kind"
+BATCH_KIND = "batch"
 # The caller's metadata, as JSON (not "metadata": TableEntity already has a .metadata for the ETag).
 METADATA_FIELD = "user_metadata"
+# How a job or batch is being ended, claimed (on the row, conditionally) before its results or files are
+# written: whoever ends it writes them, alone, and the row's totals are theirs (``finalize``, ``shared.batch.finish``).
+ENDING_FIELD = "ending"
 
 
 def now() -> float:
@@ -57,11 +66,14 @@ def clip(text: str) -> str:
 
 @dataclass(slots=True)
 class ChunkState:
+    """A finished chunk's row; ``output_tokens`` (of ``tokens``) only for batch lines that generate text."""
+
     chunk: int
     count: int
     embedded: int
     failed: int
     tokens: int
+    output_tokens: int = 0
 
 
 @dataclass(slots=True)
@@ -89,16 +101,40 @@ class JobState:
         planned = self.planned_chunks
         return planned is not None and len({c.chunk for c in self.chunks}) >= planned
 
+    def stray_chunks(self) -> list[int] | None:
+        """The chunk rows, when they are not exactly chunks 0 to planned - 1 (then nothing may end the job)."""
+        found = [c.chunk for c in self.chunks]
+        return None if found == list(range(self.planned_chunks or 0)) else found
+
     def totals(self) -> tuple[int, int, int]:
-        """(embedded, failed, tokens), from the job row once final, else summed over chunk rows."""
-        if self.status in TERMINAL and "embedded" in self.row:
+        """(embedded, failed, tokens): the row's once the job ended, else summed over chunk rows.
+
+        Never re-summed once ended: what ended it wrote the totals its results hold, and a chunk
+        that finished after (recorded by a worker that was already running) is not in them.
+        """
+        if self.status in TERMINAL:
             return _int(self.row.get("embedded")), _int(self.row.get("failed")), _int(self.row.get("tokens"))
         return (sum(c.embedded for c in self.chunks), sum(c.failed for c in self.chunks),
                 sum(c.tokens for c in self.chunks))
 
+    def output_tokens(self) -> int:
+        """Of the tokens, those the upstream generated (a batch's chat and Responses lines); as :meth:`totals`."""
+        if self.status in TERMINAL:
+            return _int(self.row.get("output_tokens"))
+        return sum(c.output_tokens for c in self.chunks)
+
     def metadata(self) -> dict[str, str] | None:
         raw = self.row.get(METADATA_FIELD)
         return json.loads(raw) if isinstance(raw, str) and raw else None
+
+
+def ending_is(status: str | None) -> Callable[[Mapping[str, Any]], bool]:
+    """A ``transition`` condition: the row is not being ended, or (``status`` given) being ended that way."""
+
+    def check(row: Mapping[str, Any]) -> bool:
+        return row.get(ENDING_FIELD) in (None, "", status)
+
+    return check
 
 
 def fields_for(message: JobMessage, deployment: str | None, source: str, *, token: str,
@@ -158,21 +194,28 @@ class JobStore:
             elif key.startswith(layout.CHUNK_ROW_PREFIX):
                 chunks.append(ChunkState(chunk=_int(entity.get("chunk")), count=_int(entity.get("count")),
                                          embedded=_int(entity.get("embedded")), failed=_int(entity.get("failed")),
-                                         tokens=_int(entity.get("tokens"))))
+                                         tokens=_int(entity.get("tokens")),
+                                         output_tokens=_int(entity.get("output_tokens"))))
         if row is None:
             return None
         chunks.sort(key=lambda c: c.chunk)
         return JobState(row, chunks)
 
-    async def owned_rows(self, owner: str) -> list[dict[str, Any]]:
-        """The job rows of one owner, newest first (ties broken by id, so pages are stable).
+    async def owned_rows(self, owner: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """The rows of one owner's embedding jobs (``kind=None``) or batches (``kind="batch"``),
+        newest first (ties broken by id, so pages are stable).
 
         One filtered query across partitions: Table storage scans the table for it, which is fine at
         the job counts a gateway holds; an owner index (one partition per owner) is the next step.
+        Embedding-job rows have no ``kind``, and a filter on a missing property matches nothing, so
+        they are told apart here rather than in the query.
         """
-        entities = self.table.query_entities("RowKey eq @row and owner eq @owner",
-                                             parameters={"row": layout.JOB_ROW, "owner": owner})
-        rows: list[dict[str, Any]] = [entity async for entity in entities]
+        query, parameters = "RowKey eq @row and owner eq @owner", {"row": layout.JOB_ROW, "owner": owner}
+        if kind is not None:
+            query, parameters = query + " and kind eq @kind", {**parameters, "kind": kind}
+        entities = self.table.query_entities(query, parameters=parameters)
+        rows: list[dict[str, Any]] = [entity async for entity in entities
+                                      if kind is not None or entity.get(KIND_FIELD) is None]
         rows.sort(key=lambda row: (float(row.get("created_at") or 0), row["PartitionKey"]), reverse=True)
         return rows
 
@@ -200,15 +243,18 @@ class JobStore:
     async def record_chunk(self, job_id: str, state: ChunkState) -> None:
         from azure.data.tables import UpdateMode
 
-        await self.table.upsert_entity({
-            "PartitionKey": job_id, "RowKey": layout.chunk_row(state.chunk), "chunk": state.chunk,
-            "count": state.count, "embedded": state.embedded, "failed": state.failed,
-            "tokens": int64(state.tokens), "done_at": now(),
-        }, mode=UpdateMode.REPLACE)
+        entity = {"PartitionKey": job_id, "RowKey": layout.chunk_row(state.chunk), "chunk": state.chunk,
+                  "count": state.count, "embedded": state.embedded, "failed": state.failed,
+                  "tokens": int64(state.tokens), "done_at": now()}
+        if state.output_tokens:  # embedding chunks generate none: their rows stay as they were
+            entity["output_tokens"] = int64(state.output_tokens)
+        await self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     async def transition(self, job_id: str, fields: Mapping[str, Any], *, only_from: frozenset[str] | None = None,
-                         create_if_missing: bool = False) -> bool:
-        """Apply ``fields`` unless the job is terminal (or not in ``only_from``); retried on ETag races.
+                         create_if_missing: bool = False,
+                         when: Callable[[Mapping[str, Any]], bool] | None = None) -> bool:
+        """Apply ``fields`` unless the job is terminal (or not in ``only_from``, or its row fails ``when``);
+        retried on ETag races, so ``when`` judges the row the change is made to.
 
         Returns True when this call made the change.
         """
@@ -226,7 +272,8 @@ class JobStore:
                 except ResourceExistsError:
                     continue
             state = JobState(row)
-            if state.status in TERMINAL or (only_from is not None and state.status not in only_from):
+            if state.status in TERMINAL or (only_from is not None and state.status not in only_from) \
+                    or (when is not None and not when(row)):
                 return False
             try:
                 await self.merge(job_id, fields, etag=state.etag)
@@ -236,6 +283,7 @@ class JobStore:
         return False
 
     async def fail(self, job_id: str, code: str, message: str, **extra: Any) -> bool:
-        """Mark the job failed with a readable reason, unless it already ended."""
+        """Mark the job failed with a readable reason, unless it already ended or is being ended."""
         return await self.transition(job_id, {"status": FAILED, "error_code": code, "error": clip(message),
-                                              "completed_at": now(), **extra}, create_if_missing=True)
+                                              "completed_at": now(), **extra}, create_if_missing=True,
+                                     when=ending_is(None))

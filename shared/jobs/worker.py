@@ -20,6 +20,7 @@ import json
 import logging
 
 from shared import tokens
+from shared.batch.worker import run_batch_chunk
 from shared.jobs import access, blobs, charge, layout, progress, proof
 from shared.jobs.embed import Outcome, embed
 from shared.jobs.finalize import finalize
@@ -28,7 +29,7 @@ from shared.jobs.pacer import Pacer, Throttled
 from shared.jobs.packing import Item
 from shared.jobs.results import iter_parts
 from shared.jobs.runtime import Runtime
-from shared.jobs.store import TERMINAL, ChunkState, JobState
+from shared.jobs.store import BATCH_KIND, KIND_FIELD, TERMINAL, ChunkState, JobState
 
 logger = logging.getLogger("gateway.jobs")
 
@@ -40,6 +41,9 @@ async def run_chunk(rt: Runtime, message: ChunkMessage, pacer: Pacer) -> None:
         raise proof.Unproven(f"chunk {message.chunk} names {job_id}, which has no job row")
     if not proof.proves(row, message.token):
         raise proof.Unproven(f"chunk {message.chunk} does not carry the token of {job_id}")
+    if row.get(KIND_FIELD) == BATCH_KIND:  # a Batch API chunk: same message, its own lines and output
+        await run_batch_chunk(rt, message, row, pacer)
+        return
     if await rt.store.chunk_done(job_id, message.chunk):
         # A redelivery, or a worker that died between recording and finalizing: finalize is idempotent.
         await finalize(rt, job_id)

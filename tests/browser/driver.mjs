@@ -303,6 +303,64 @@ scenarios.craftedLink = async (page) => {
   return { ...result, requested };
 };
 
+/**
+ * The jobs panel as a Batch API client: pick "Batch", load args.lines (texts, or JSONL request
+ * lines) from a file, submit, record every state of status, progress and request counts while it
+ * polls, then download the output file (and the error file when there is one).
+ */
+scenarios.batch = async (page) => {
+  const requested = [];
+  page.on("request", (req) => requested.push(`${req.method()} ${new URL(req.url()).pathname}`));
+  await open(page, args.url);
+  await page.check('input[name="job-kind"][value="batch"]');
+  await page.setInputFiles("#job-file", {
+    name: args.filename ?? "inputs.txt", mimeType: "text/plain", buffer: Buffer.from(`${args.lines.join("\n")}\n`),
+  });
+  await page.waitForFunction((n) => document.getElementById("job-lines").textContent.startsWith(`${n} `), args.lines.length);
+  const counted = await page.textContent("#job-lines");
+  const button = await page.textContent("#job-submit");
+  await page.click("#job-submit");
+  const samples = [];
+  const deadline = Date.now() + (args.timeoutMs ?? 40000);
+  let status = "";
+  while (Date.now() < deadline) {
+    const sample = await page.evaluate(() => ({
+      value: document.getElementById("job-progress").value,
+      percent: document.getElementById("job-percent").textContent,
+      status: document.getElementById("job-state").textContent,
+      counts: document.getElementById("job-counts").textContent,
+      visible: !document.getElementById("job-view").hidden,
+      error: document.getElementById("job-error").hidden ? "" : document.getElementById("job-error").innerText,
+    }));
+    const prev = samples[samples.length - 1];
+    if (!prev || prev.value !== sample.value || prev.status !== sample.status || prev.counts !== sample.counts
+        || prev.error !== sample.error) samples.push(sample);
+    status = sample.status;
+    if (["completed", "failed", "cancelled", "expired"].includes(status) || sample.error) break;
+    await page.waitForTimeout(50);
+  }
+  await shot(page, "batch");
+  const result = { counted, button, samples, status, batchId: await page.textContent("#job-id"), requested };
+  if (status !== "completed") return result;
+  const saved = async (selector, suffix) => {
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click(selector)]);
+    const file = path.join(args.artifacts, `${args.name}-${suffix}.jsonl`);
+    await download.saveAs(file); // the browser may be remote (serve mode): copy the file over
+    // Summarised: whole vectors would make the RESULT line megabytes long.
+    const rows = (await readFile(file, "utf8")).split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l))
+      .map((row) => ({
+        custom_id: row.custom_id, status: row.response?.status_code ?? null, error: row.error?.code ?? null,
+        dims: row.response?.body?.data?.[0]?.embedding?.length ?? null,
+      }));
+    return { filename: download.suggestedFilename(), rows };
+  };
+  await page.waitForFunction(() => !document.getElementById("job-download").disabled);
+  result.output = await saved("#job-download", "output");
+  result.errorsShown = !(await page.isHidden("#job-errors"));
+  if (result.errorsShown) result.errors = await saved("#job-errors", "errors");
+  return result;
+};
+
 const launchOptions = { executablePath: args.chromium, headless: true, args: FLAGS };
 
 if (scenarioName === "serve") {

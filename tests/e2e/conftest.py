@@ -6,7 +6,8 @@ tests stay independent. Ports are always chosen free: other suites may run on th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,18 @@ GATEWAY_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+@contextlib.contextmanager
+def running_stack(env: Mapping[str, str]) -> Iterator[Stack]:
+    """The local host, the simulator and Azurite as processes on free ports, with ``env`` as settings."""
     host, sim, blob, queue, table = free_ports(5)
     with Stack(ROOT, host, simulator=True, simulator_port=sim, azurite=True, azurite_ports=(blob, queue, table),
-               env=GATEWAY_ENV) as running:
+               env=dict(env)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    with running_stack(GATEWAY_ENV) as running:
         yield running
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from shared.clients import COGNITIVE_SERVICES_SCOPE, build_openai_client, build_upstream
@@ -36,39 +38,13 @@ class CountingCredential:
         return None
 
 
-async def _chat(client: Any) -> None:
+# Both ways the gateway reaches the upstream must authenticate alike: its own hot path
+# (shared.upstream_http, built by shared.clients.build_upstream) and the SDK client kept for back-end
+# code (build_openai_client): same token provider, same caching and refresh, never a key.
+
+async def _sdk_chat(client: Any) -> None:
     await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
 
-
-async def test_token_is_sent_as_bearer_and_cached(sim: Sim) -> None:
-    assert sim.http.base_url
-    credential = CountingCredential(lifetime=3600)
-    settings = Settings(upstream_base_url=f"{sim.http.base_url}/openai/v1/")
-    client = build_openai_client(settings, credential=credential)  # type: ignore[arg-type]
-    for _ in range(3):
-        await _chat(client)
-    assert credential.calls == [(COGNITIVE_SERVICES_SCOPE,)]
-    records = sim.requests("chat/completions")
-    assert [r["auth"] for r in records] == ["bearer"] * 3
-    assert {r["auth_fingerprint"] for r in records} == {fingerprint("entra-token-1")}
-    assert all("api-key" not in r["headers"] for r in records)
-    await client.close()
-
-
-async def test_token_close_to_expiry_is_refreshed(sim: Sim) -> None:
-    credential = CountingCredential(lifetime=60)  # inside the refresh window: every use asks again
-    client = build_openai_client(Settings(upstream_base_url=f"{sim.http.base_url}/openai/v1/"),
-                                 credential=credential)  # type: ignore[arg-type]
-    await _chat(client)
-    await _chat(client)
-    assert len(credential.calls) >= 2
-    latest = fingerprint(f"entra-token-{len(credential.calls)}")
-    assert sim.requests("chat/completions")[-1]["auth_fingerprint"] == latest
-    await client.close()
-
-
-# The gateway's own hot path (shared.upstream_http, built by shared.clients.build_upstream) must
-# authenticate exactly as the SDK client does: same token provider, same caching and refresh.
 
 async def _relay_chat(client: Any) -> None:
     body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}'
@@ -77,12 +53,21 @@ async def _relay_chat(client: Any) -> None:
     assert response.status_code == 200, response.content
 
 
-async def test_gateway_client_sends_the_cached_token_as_bearer(sim: Sim) -> None:
+Client = tuple[Callable[..., Any], Callable[[Any], Awaitable[None]]]
+CLIENTS: dict[str, Client] = {"sdk": (build_openai_client, _sdk_chat), "gateway": (build_upstream, _relay_chat)}
+
+
+@pytest.fixture(params=sorted(CLIENTS))
+def client_kind(request: pytest.FixtureRequest) -> Client:
+    return CLIENTS[request.param]
+
+
+async def test_token_is_sent_as_bearer_and_cached(sim: Sim, client_kind: Client) -> None:
+    build, chat = client_kind
     credential = CountingCredential(lifetime=3600)
-    client = build_upstream(Settings(upstream_base_url=f"{sim.http.base_url}/openai/v1/"),
-                            credential=credential)  # type: ignore[arg-type]
+    client = build(Settings(upstream_base_url=f"{sim.http.base_url}/openai/v1/"), credential=credential)
     for _ in range(3):
-        await _relay_chat(client)
+        await chat(client)
     assert credential.calls == [(COGNITIVE_SERVICES_SCOPE,)]
     records = sim.requests("chat/completions")
     assert [r["auth"] for r in records] == ["bearer"] * 3
@@ -91,12 +76,12 @@ async def test_gateway_client_sends_the_cached_token_as_bearer(sim: Sim) -> None
     await client.close()
 
 
-async def test_gateway_client_refreshes_a_token_close_to_expiry(sim: Sim) -> None:
-    credential = CountingCredential(lifetime=60)
-    client = build_upstream(Settings(upstream_base_url=f"{sim.http.base_url}/openai/v1/"),
-                            credential=credential)  # type: ignore[arg-type]
-    await _relay_chat(client)
-    await _relay_chat(client)
+async def test_token_close_to_expiry_is_refreshed(sim: Sim, client_kind: Client) -> None:
+    build, chat = client_kind
+    credential = CountingCredential(lifetime=60)  # inside the refresh window: every use asks again
+    client = build(Settings(upstream_base_url=f"{sim.http.base_url}/openai/v1/"), credential=credential)
+    await chat(client)
+    await chat(client)
     assert len(credential.calls) >= 2
     latest = fingerprint(f"entra-token-{len(credential.calls)}")
     assert sim.requests("chat/completions")[-1]["auth_fingerprint"] == latest

@@ -73,6 +73,9 @@ SCHEMAS: dict[tuple[str, str], Schema] = {
     ("microsoft.storage/storageaccounts/blobservices", "2023-05-01"): Schema(
         "azure.mgmt.storage.v2023_05_01.models", "BlobServiceProperties"
     ),
+    ("microsoft.storage/storageaccounts/managementpolicies", "2023-05-01"): Schema(
+        "azure.mgmt.storage.v2023_05_01.models", "ManagementPolicy"
+    ),
     ("microsoft.storage/storageaccounts/blobservices/containers", "2023-05-01"): Schema(
         "azure.mgmt.storage.v2023_05_01.models", "BlobContainer"
     ),

@@ -302,14 +302,20 @@ def test_identity_module_creates_one_user_assigned_identity(templates):
     assert identity.symbol == "identity"
 
 
+def _assignments_on_its_scope(templates, role_id):
+    """The role's assignments on the resource type it must be on: (file, symbol, module call,
+    principal param, principal type param, condition)."""
+    scope_type, _ = REQUIRED_ROLES[role_id]
+    for file, symbol, rid, rtype, principal, principal_type, condition in _role_assignments(templates):
+        if rid == role_id and rtype.lower() == scope_type.lower():
+            yield file, symbol, templates.module(file), principal, principal_type, condition
+
+
 @pytest.mark.parametrize("role_id", sorted(REQUIRED_ROLES))
 def test_app_identity_holds_each_role_on_the_right_resource(templates, role_id):
     scope_type, role_name = REQUIRED_ROLES[role_id]
     matches = []
-    for file, symbol, rid, rtype, principal, principal_type, condition in _role_assignments(templates):
-        if rid != role_id or rtype.lower() != scope_type.lower():
-            continue
-        call = templates.module(file)
+    for file, symbol, call, principal, principal_type, condition in _assignments_on_its_scope(templates, role_id):
         if templates.accessor_path(call.params.get(principal)) != ["identity", "outputs", "principalId"]:
             continue
         assert principal_type == "ServicePrincipal", f"{file}:{symbol}"
@@ -322,10 +328,7 @@ def test_app_identity_holds_each_role_on_the_right_resource(templates, role_id):
 def test_deploying_user_optionally_holds_each_role(templates, role_id):
     scope_type, role_name = REQUIRED_ROLES[role_id]
     matches = []
-    for file, symbol, rid, rtype, principal, principal_type, condition in _role_assignments(templates):
-        if rid != role_id or rtype.lower() != scope_type.lower():
-            continue
-        call = templates.module(file)
+    for file, symbol, call, principal, principal_type, condition in _assignments_on_its_scope(templates, role_id):
         if call.params.get(principal) != "principalId":
             continue
         assert call.params.get(principal_type) == "principalType", f"{file}:{symbol} principalType"

@@ -105,6 +105,12 @@ class Simulator:
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
 
+    def requests(self, route: str) -> list[dict[str, Any]]:
+        """The simulator's records of the latest requests to ``route`` (e.g. "embeddings")."""
+        response = self.http.get("/_sim/stats", params={"route": route})
+        response.raise_for_status()
+        return response.json()["recent"]  # type: ignore[no-any-return]
+
     def stop(self) -> None:
         self.http.close()
         self.proc.terminate()
@@ -203,11 +209,9 @@ STACK_ENV = {
 
 @pytest.fixture(scope="session")
 def job_stack() -> Iterator[JobStack]:
-    from devhost.stack import Stack
+    from tests.e2e.conftest import running_stack
 
-    host, sim, blob, queue, table = free_ports(5)
-    with Stack(ROOT, host, simulator=True, simulator_port=sim, azurite=True, azurite_ports=(blob, queue, table),
-               env=STACK_ENV) as stack:
+    with running_stack(STACK_ENV) as stack:
         running = JobStack(stack)
         try:
             yield running

@@ -64,6 +64,24 @@ def check_results(lines: list[dict[str, Any]], inputs: list[Any], *, deployment:
         assert text and array.array("f", line["embedding"]).tolist() == expected[line["index"]]
 
 
+def wait_for_job_end(http: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The job as ``GET /api/v1/embeddings/jobs/{id}`` shows it once it succeeded or failed.
+
+    Polled over ``http`` (the caller's client on the running host); an answer other than 200 is
+    waited out like a running job (storage restarting), and named in the error if the time runs out.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        response = http.get(f"/api/v1/embeddings/jobs/{job_id}")
+        if response.status_code == 200:
+            body: dict[str, Any] = response.json()
+            if body["status"] in ("succeeded", "failed"):
+                return body
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} not done: {response.status_code} {response.text}")
+        time.sleep(0.25)
+
+
 class Pipeline:
     def __init__(self, azurite: Any, simulator: Any) -> None:
         self.azurite = azurite

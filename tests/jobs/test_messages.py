@@ -19,6 +19,8 @@ JOB_ID = "ejob_" + "0123456789abcdef" * 2
 BASE = {"schema": "embedding-job/v1", "type": "job", "id": JOB_ID, "model": "text-embedding-3-small"}
 CHUNK = {"schema": "embedding-job/v1", "type": "chunk", "id": JOB_ID, "chunk": 0, "start": 0, "count": 10,
          "model": "text-embedding-3-small"}
+BATCH_ID = "batch_" + "0123456789abcdef" * 2
+BATCH = {"schema": "embedding-job/v1", "type": "batch", "id": BATCH_ID, "token": "b" * 32}
 
 VALID: list[dict[str, Any]] = [
     {**BASE, "input": ["a", "b"]},
@@ -36,6 +38,9 @@ VALID: list[dict[str, Any]] = [
     {**CHUNK, "token": "Abc_-" * 8},
     {**CHUNK, "attempts": 2, "deadline": 1795897576.25},
     {**CHUNK, "deadline": 1795897576},
+    {**CHUNK, "id": BATCH_ID, "token": "b" * 32, "deadline": 1795897576.5},  # a batch's chunk
+    {**BATCH, "action": "plan"},
+    {**BATCH, "action": "close"},
 ]
 
 INVALID: list[dict[str, Any]] = [
@@ -73,6 +78,12 @@ INVALID: list[dict[str, Any]] = [
     {**CHUNK, "count": 2049},
     {**CHUNK, "chunk": -1},
     {k: v for k, v in CHUNK.items() if k != "start"},
+    {**BASE, "id": BATCH_ID, "input": ["a"]},                   # a job message names an embedding job only
+    {**BATCH, "id": JOB_ID},                                    # a batch message names a batch only
+    {k: v for k, v in BATCH.items() if k != "token"},            # a batch message always proves itself
+    {**BATCH, "action": "run"},
+    {**BATCH, "model": "text-embedding-3-small"},
+    {**BATCH, "action": None},
 ]
 
 

@@ -157,3 +157,21 @@ async def test_a_refused_request_does_not_count_against_the_window() -> None:
     pacer.release(permit, {"x-ratelimit-remaining-tokens": "60000", "x-ratelimit-limit-tokens": "60000"},
                   charged=False)
     assert pacer.wait_for(45000) == 0.0
+
+
+def test_a_chunk_that_does_not_fit_beside_the_window_is_cut_to_the_room_left() -> None:
+    """A 2048-input chunk of ~60-token texts (~123k tokens) at 300k TPM, jobs may use 240k: sent whole it
+    waits for a whole chunk's room and leaves the rest of the window idle; cut to the room it goes now."""
+    from shared import tokens
+    from shared.jobs.embed import _fit
+    from shared.jobs.packing import Item
+
+    pacer = Pacer(clock=FakeClock(100.0), reserve_share=0.2)
+    # 140k of the window is used by others: 240k - 140k = 100k is left to jobs right now.
+    pacer.observe({"x-ratelimit-remaining-tokens": "160000", "x-ratelimit-limit-tokens": "300000"})
+    batch = [Item(i, "w" * 240) for i in range(2048)]
+    first, rest = _fit(batch, pacer)
+    assert first + rest == batch
+    assert 99_000 <= sum(tokens.estimate(i.text or "") for i in first) <= 100_000
+    pacer.observe({"x-ratelimit-remaining-tokens": "300000", "x-ratelimit-limit-tokens": "300000"})
+    assert _fit(batch, pacer) == [batch], "a chunk that fits is sent whole"

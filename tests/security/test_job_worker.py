@@ -26,6 +26,7 @@ from azure.storage.queue import QueueClient
 
 from devhost.stack import Stack
 from shared.jobs.ids import new_job_id
+from tests.jobs.harness import wait_for_job_end
 from tests.security.conftest import Sim, start_stack
 
 pytestmark = pytest.mark.timeout(400)
@@ -89,19 +90,6 @@ def job_row(stack: Stack, job_id: str, timeout: float = 40) -> dict[str, Any]:
             if row.get("status") in ("succeeded", "failed") or time.monotonic() > deadline:
                 return row
             time.sleep(0.25)
-
-
-def wait_status(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.get(f"/api/v1/embeddings/jobs/{job_id}")
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        if body["status"] in ("succeeded", "failed"):
-            return body
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"job {job_id} not done: {body}")
-        time.sleep(0.25)
 
 
 def results(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
@@ -200,7 +188,7 @@ def test_a_garbage_message_naming_a_running_job_leaves_it_alone(stack: Stack, si
         ]
         for body in garbage:
             send_raw(stack, body)
-        done = wait_status(owner, victim, timeout=90)
+        done = wait_for_job_end(owner, victim, timeout=90)
         assert done["status"] == "succeeded", done
         assert done["counts"] == {"total": 30, "embedded": 30, "failed": 0}
         lines = results(owner, victim)
@@ -222,7 +210,7 @@ def test_a_garbage_message_naming_a_running_job_leaves_it_alone(stack: Stack, si
 def test_another_caller_cannot_see_a_job(stack: Stack) -> None:
     with http(stack, KEY_A) as owner, http(stack, KEY_B) as other:
         job_id = owner.post("/api/v1/embeddings/jobs", json={"model": "embed", "input": ["private text"]}).json()["id"]
-        assert wait_status(owner, job_id)["status"] == "succeeded"
+        assert wait_for_job_end(owner, job_id)["status"] == "succeeded"
         assert len(results(owner, job_id)) == 1
         unknown = new_job_id()
         for path in ("", "/results"):
@@ -266,7 +254,7 @@ def test_a_job_is_charged_to_its_submitter_and_paced_within_its_budget(stack: St
             # much of it is still inside): everything the job spent happened in the last few seconds,
             # so it weighs at least (far more than) a third even when a minute boundary fell in between.
             assert int(own.headers["x-caller-ratelimit-remaining-tokens"]) <= their_remaining - spent // 3
-        done = wait_status(payer, job_id, timeout=240)
+        done = wait_for_job_end(payer, job_id, timeout=240)
     assert done["status"] == "succeeded" and done["counts"]["embedded"] == len(inputs), done
     assert done["usage"]["prompt_tokens"] == 150 * 30  # more than a minute's budget, and it completed
 
@@ -274,7 +262,7 @@ def test_a_job_is_charged_to_its_submitter_and_paced_within_its_budget(stack: St
 def test_storage_outage_on_job_routes_is_a_503_with_retry_after(stack: Stack) -> None:
     with http(stack, KEY_A) as client:
         job_id = client.post("/api/v1/embeddings/jobs", json={"model": "embed", "input": ["x"]}).json()["id"]
-        wait_status(client, job_id)
+        wait_for_job_end(client, job_id)
         stack.stop_azurite()
         try:
             answers = [

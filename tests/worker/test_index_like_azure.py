@@ -53,8 +53,17 @@ def test_every_function_is_indexed_with_the_metadata_we_declared(indexed: dict[s
         if trigger["type"] == "httpTrigger":
             assert trigger["route"] == ours["route"]
             assert by_name[name]["raw_bindings"][1] == {"direction": "OUT", "type": "http", "name": "$return"}
+        elif trigger["type"] == "timerTrigger":
+            assert (trigger["schedule"], trigger["runOnStartup"], trigger["useMonitor"]) == (
+                ours["schedule"], ours["runOnStartup"], ours["useMonitor"])
         else:
             assert trigger["queueName"] == ours["queueName"] and trigger["connection"] == ours["connection"]
+
+
+def test_the_retention_sweep_is_an_hourly_timer_that_does_not_run_at_startup(indexed: dict[str, Any]) -> None:
+    sweep = {f["name"]: f for f in indexed["functions"]}["data_retention_sweep"]["raw_bindings"][0]
+    assert sweep == {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "0 23 * * * *",
+                     "runOnStartup": False, "useMonitor": True}
 
 
 def test_every_api_route_requires_a_function_key(indexed: dict[str, Any]) -> None:

@@ -140,3 +140,30 @@ async def long_worker(msg: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="text", queue_name="sync-jobs", connection="AzureWebJobsStorage")
 def sync_worker(text: str) -> None:
     record("sync-jobs", body=text, thread=threading.current_thread().name)
+
+
+@app.timer_trigger(arg_name="timer", schedule="*/2 * * * * *", run_on_startup=False)
+async def every_two_seconds(timer: func.TimerRequest) -> None:
+    record("timers", name="every_two_seconds", past_due=timer.past_due)
+
+
+@app.timer_trigger(arg_name="timer", schedule="%SAMPLE_YEARLY_SCHEDULE%", run_on_startup=False)
+def once_a_year(timer: func.TimerRequest, context: func.Context) -> None:
+    record("timers", name="once_a_year", past_due=timer.past_due, function=context.function_name,
+           thread=threading.current_thread().name)
+
+
+@app.timer_trigger(arg_name="timer", schedule="0 0 0 1 1 *", run_on_startup=True)
+async def at_startup(timer: func.TimerRequest) -> None:
+    record("timers", name="at_startup")
+
+
+@app.timer_trigger(arg_name="timer", schedule="0 0 0 1 1 *")
+async def failing_timer(timer: func.TimerRequest) -> None:
+    record("timers", name="failing_timer")
+    raise RuntimeError("failing on purpose")
+
+
+@app.timer_trigger(arg_name="timer", schedule="0 */5 * * *")
+async def five_field_cron(timer: func.TimerRequest) -> None:  # not NCRONTAB: skipped, with a warning
+    record("timers", name="five_field_cron")

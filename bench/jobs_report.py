@@ -1,0 +1,218 @@
+"""The Markdown for the README's ``bench:jobs`` block, built from ``jobs.json`` alone (so
+``python -m bench --jobs-report-only`` can rebuild it later) and written by ``python -m bench --jobs-only``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report import _f
+
+# Issue #14's goals.
+THROUGHPUT_GOAL = 0.9
+# Issue #15's goal: the batch reaches this share of the capacity left to it beside live traffic.
+BATCH_SHARE_GOAL = 0.8
+
+
+def _machine(meta: dict[str, Any]) -> str:
+    m = meta["machine"]
+    return (f"Machine: {m['cpu_model']}, {m['cpus']} cores, Python {m['python']}; load average at start "
+            f"{m['loadavg_at_start'][0]} (shared machine). Command: `{meta['command']}` ({meta['duration_s']:.0f} s, "
+            f"{meta['started']}).")
+
+
+def _failed(name: str, run: dict[str, Any]) -> str | None:
+    if "error" not in run:
+        return None
+    return f"`{name}` failed: {run['error'].strip().splitlines()[-1][:200] if run['error'].strip() else '?'}"
+
+
+def matrix_table(runs: dict[str, Any], share: float) -> list[str]:
+    cells = {name: run for name, run in runs.items() if run.get("part") == "matrix"}
+    if not cells:
+        return []
+    lines = [
+        f"**Throughput** (one job per row, submit to `succeeded`; `EMBEDDING_JOBS_INTERACTIVE_SHARE` {share:g}, so "
+        f"jobs may use {1 - share:.0%} of the limit; goal ≥ {THROUGHPUT_GOAL} of the limit over the whole job)",
+        "",
+        "| TPM limit | tokens / text | inputs | tokens | elapsed s | planning s | tokens/s | ÷ limit | "
+        "÷ (limit - reserve) | ÷ best possible | upstream calls / 1k inputs | 429s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for name, run in cells.items():
+        failed = _failed(name, run)
+        if failed:
+            notes.append(failed)
+            continue
+        lines.append(
+            f"| {run['tpm_limit']:,} | {_f(run['text_tokens'], 0)} | {run['inputs']:,} | {run['tokens']:,} | "
+            f"{_f(run['elapsed_s'], 1)} | {_f(run.get('planning_s'), 1)} | {_f(run['tokens_per_s'], 0)} | "
+            f"**{_f(run['fraction_of_limit'], 2)}** | {_f(run.get('fraction_of_usable_limit'), 2)} | "
+            f"{_f(run.get('fraction_of_ideal'), 2)} | {_f(run['upstream_calls_per_1000_inputs'])} | "
+            f"{run['throttled_429']} |")
+    return lines + (["", *notes] if notes else [])
+
+
+def recovery_table(runs: dict[str, Any]) -> list[str]:
+    faults = {name: run for name, run in runs.items() if run.get("part") == "recovery"}
+    if not faults:
+        return []
+    lines = [
+        "**Recovery** (a job with one fault once 30% of its inputs are embedded, against the same job without "
+        "it: the matching throughput row, or a job the engine sets the pace of, at a limit it never reaches; "
+        "cost = elapsed - elapsed without the fault; every result checked: each input once, in order)",
+        "",
+        "| job | fault | at s | fault s | queue lease s | elapsed s | without fault s | cost s | upstream 5xx | 429s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for name, run in faults.items():
+        failed = _failed(name, run)
+        if failed:
+            notes.append(failed)
+            continue
+        fault = run.get("fault")
+        if fault is None:
+            if "baseline" not in name:
+                notes.append(f"`{name}`: the job ended ({_f(run['elapsed_s'], 1)} s) before 30% of its inputs "
+                             "showed as embedded (counted per finished chunk): no fault was injected.")
+            continue  # a baseline: shown as the "without fault" column of its faulted runs
+        baseline = _baseline(runs, run)
+        cost = None if baseline is None else run["elapsed_s"] - baseline["elapsed_s"]
+        if fault.get("at_s", 0) >= run["elapsed_s"] - 1:
+            notes.append(f"`{name}`: the fault came as the job ended (its progress is counted per finished chunk), "
+                         "so it measures nothing; its cost column is the run-to-run spread of that cell.")
+        lines.append(
+            f"| {run['inputs']:,} x ~{_f(run['text_tokens'], 0)} tokens, {run['tpm_limit']:,} TPM | "
+            f"{fault.get('kind', '-')} | {_f(fault.get('at_s'), 1)} | {_f(fault.get('length_s'), 1)} | "
+            f"{_f(fault.get('lease_s'), 0)} | {_f(run['elapsed_s'], 1)} | "
+            f"{'-' if baseline is None else _f(baseline['elapsed_s'], 1)} | {_f(cost, 1)} | "
+            f"{run.get('upstream_5xx', '-')} | {run['throttled_429']} |")
+    return lines + (["", *notes] if notes else [])
+
+
+def _baseline(runs: dict[str, Any], run: dict[str, Any]) -> dict[str, Any] | None:
+    """The run of the same job (limit, inputs, text size) without a fault or live traffic beside it."""
+    for other in runs.values():
+        if (other.get("part") in ("matrix", "recovery") and "error" not in other and not other.get("fault")
+                and other["tpm_limit"] == run.get("tpm_limit") and other["inputs"] == run.get("inputs")
+                and other["text_tokens"] == run.get("text_tokens")):
+            found: dict[str, Any] = other
+            return found
+    return None
+
+
+def live_lines(runs: dict[str, Any], name: str = "live_traffic", what: str = "job") -> list[str]:
+    run = runs.get(name)
+    if not run:
+        return []
+    failed = _failed(name, run)
+    if failed:
+        return [failed]
+    live = run["live_traffic"]
+    alone, beside = live["without_job"], live["beside_job"]
+    lines = [
+        f"**Live traffic beside a {what}** (a synchronous `/embeddings` call of ~100 tokens every "
+        f"{live['every_s']:g} s through the gateway, first {alone['requests']} alone, then beside the {what}; "
+        f"TPM limit {run['tpm_limit']:,}, reserve {run['interactive_share']:g}; goal: no more 429s than without it)",
+        "",
+        "| interactive calls | requests | 429s | other errors | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, part in ((f"without the {what}", alone), (f"beside the {what}", beside)):
+        lines.append(f"| {label} | {part['requests']} | {part['throttled_429']} | {part.get('other_errors', '-')} | "
+                     f"{_f(part.get('p50_ms'), 1)} | {_f(part.get('p99_ms'), 1)} |")
+    met = beside["requests"] and beside["throttled_429"] / beside["requests"] <= (
+        alone["throttled_429"] / alone["requests"] if alone["requests"] else 0)
+    size = f"{run['inputs']:,} inputs" if "inputs" in run else f"{run['lines']:,} lines"
+    calls = _own_calls_per_1000(run, run.get("inputs") or run["lines"])
+    lines += ["", f"The {what} meanwhile: {size} in {_f(run['elapsed_s'], 1)} s, {_f(calls)} upstream calls per 1,000, "
+              f"{_f(run['fraction_of_limit'], 2)} of the limit, {_f(run.get('fraction_of_usable_limit'), 2)} of the "
+              f"limit less the reserve; {run['throttled_429']} upstream 429s. Goal (429 rate beside ≤ alone): "
+              f"**{'met' if met else 'not met'}**."]
+    if "fraction_of_capacity_left" in run:
+        left = run["fraction_of_capacity_left"]
+        lines[-1] += (f" Share of the capacity the live calls left it ({_f(live.get('live_tokens_per_s'), 0)} "
+                      f"tokens/s of interactive traffic): {_f(left, 2)} (goal ≥ {BATCH_SHARE_GOAL}: "
+                      f"**{'met' if left >= BATCH_SHARE_GOAL else 'not met'}**).")
+    return lines
+
+
+def million_lines(runs: dict[str, Any]) -> list[str]:
+    run = runs.get("million")
+    if not run:
+        return []
+    failed = _failed("million", run)
+    if failed:
+        return [f"**The 1,000,000-input job**: {failed}"]
+    return [
+        f"**The 1,000,000-input job** (texts of ~{_f(run['text_tokens'], 0)} tokens, {run['dimensions']} dimensions, "
+        f"simulator limit {run['tpm_limit']:,} TPM so the engine, not the quota, sets the pace)",
+        "",
+        "| inputs | tokens | submit s | planning s | elapsed s | tokens/s | upstream calls | 429s | "
+        "host peak RSS MiB | results read s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {run['inputs']:,} | {run['tokens']:,} | {_f(run['submit_s'], 1)} | {_f(run.get('planning_s'), 1)} | "
+        f"{_f(run['elapsed_s'], 1)} | {_f(run['tokens_per_s'], 0)} | {run['upstream_calls']} | "
+        f"{run['throttled_429']} | {_f(run['host_peak_rss_mb'], 0)} | {_f(run['results_read_s'], 1)} |",
+    ]
+
+
+def _own_calls_per_1000(run: dict[str, Any], size: int) -> float | None:
+    """Upstream calls per 1,000 inputs or lines, the interactive calls beside it left out.
+
+    The simulator counts every embeddings call; each interactive call that got its answer is one of
+    them (with 429s or errors among them, how many calls they made is not known: no figure).
+    """
+    calls = int(run["upstream_calls"])
+    live = run.get("live_traffic")
+    if live:
+        parts = (live["without_job"], live["beside_job"])
+        if any(part["throttled_429"] or part.get("other_errors") for part in parts):
+            return None
+        calls -= sum(int(part["requests"]) for part in parts)
+    return round(calls * 1000 / size, 2)
+
+
+def batch_lines(runs: dict[str, Any]) -> list[str]:
+    batches = {name: run for name, run in runs.items() if run.get("part") == "batch"}
+    if not batches:
+        return []
+    lines = [
+        "**Batch API** (`client.files.create` + `client.batches.create` with the official SDK, embeddings lines of "
+        "one input each; reserve as above)",
+        "",
+        "| lines | TPM limit | tokens | upload s | elapsed s | tokens/s | ÷ limit | ÷ (limit - reserve) | "
+        "upstream calls / 1k lines | 429s | host peak RSS MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for name, run in batches.items():
+        failed = _failed(name, run)
+        if failed:
+            notes.append(failed)
+            continue
+        lines.append(
+            f"| {run['lines']:,} | {run['tpm_limit']:,} | {run['tokens']:,} | {_f(run.get('upload_s'), 1)} | "
+            f"{_f(run['elapsed_s'], 1)} | {_f(run['tokens_per_s'], 0)} | {_f(run['fraction_of_limit'], 2)} | "
+            f"{_f(run.get('fraction_of_usable_limit'), 2)} | {_f(_own_calls_per_1000(run, run['lines']))} | "
+            f"{run['throttled_429']} | {_f(run.get('host_peak_rss_mb'), 0)} |")
+    lines += ["", *notes] if notes else []
+    for name, run in batches.items():
+        if run.get("live_traffic") and "error" not in run:
+            lines += ["", *live_lines({name: run}, name, "batch")]
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta, runs = results["meta"], results["runs"]
+    share = meta.get("interactive_share", 0.2)
+    out = ["#### Jobs and batches: the figures", "", _machine(meta), ""]
+    for update in meta.get("updates", []):
+        out += [f"Updated later by `{update['command']}` ({update['started']}, load average at start "
+                f"{update['loadavg_at_start'][0]}): the {', '.join(update['parts'])} figures come from that run.", ""]
+    for block in (matrix_table(runs, share), recovery_table(runs), live_lines(runs), million_lines(runs),
+                  batch_lines(runs)):
+        if block:
+            out += [*block, ""]
+    return "\n".join(out).rstrip() + "\n"
