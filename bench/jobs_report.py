@@ -180,7 +180,8 @@ def batch_lines(runs: dict[str, Any]) -> list[str]:
         return []
     lines = [
         "**Batch API** (`client.files.create` + `client.batches.create` with the official SDK, embeddings lines of "
-        "one input each; reserve as above)",
+        "one input each; reserve as above; tokens as the limit charges them, characters / 4, which the output "
+        "file's tiktoken usage undercounts by about a quarter for these texts)",
         "",
         "| lines | TPM limit | tokens | upload s | elapsed s | tokens/s | ÷ limit | ÷ (limit - reserve) | "
         "upstream calls / 1k lines | 429s | host peak RSS MiB |",
