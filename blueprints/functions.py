@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
+from shared.lazy import finish_warm_up
 from shared.routes import API_ROUTES, PUBLIC_ROUTES, ApiRoute, PublicRoute, resolve
 
 # API routes take every method, so that the app (not the host, which answers an unknown method with
@@ -31,6 +32,7 @@ bp = func.Blueprint()
 def _api_function(route: ApiRoute) -> HttpFunction:
     async def function(req: Request) -> Response:
         # Imported here, not at indexing: the request pipeline loads in the warm-up (shared/lazy.py).
+        finish_warm_up()
         from shared.http import serve
 
         return await serve(req, route)
@@ -40,6 +42,7 @@ def _api_function(route: ApiRoute) -> HttpFunction:
 
 def _public_function(route: PublicRoute) -> HttpFunction:
     async def function(req: Request) -> Response:
+        finish_warm_up()
         response: Response = await resolve(route.handler)(req)
         return response
 
@@ -62,6 +65,7 @@ for public_route in PUBLIC_ROUTES:
 
 @bp.queue_trigger(arg_name="msg", queue_name=JOBS_QUEUE, connection="AzureWebJobsStorage")
 async def embedding_jobs_worker(msg: func.QueueMessage) -> None:
+    finish_warm_up()
     from shared.jobs.queue_trigger import handle_message
 
     await handle_message(msg.get_body(), msg.id or "", msg.dequeue_count or 1)
@@ -69,6 +73,7 @@ async def embedding_jobs_worker(msg: func.QueueMessage) -> None:
 
 @bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection="AzureWebJobsStorage")
 async def embedding_jobs_poison(msg: func.QueueMessage) -> None:
+    finish_warm_up()
     from shared.jobs.poison import handle_poison
 
     await handle_poison(msg.get_body(), msg.id or "")

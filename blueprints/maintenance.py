@@ -11,6 +11,8 @@ while the app was stopped runs once when it starts again (``use_monitor``, ``pas
 
 import azure.functions as func
 
+from shared.lazy import finish_warm_up
+
 RETENTION_SWEEP = "data_retention_sweep"
 RETENTION_SCHEDULE = "0 23 * * * *"
 
@@ -20,6 +22,7 @@ bp = func.Blueprint()
 @bp.function_name(RETENTION_SWEEP)
 @bp.timer_trigger(arg_name="timer", schedule=RETENTION_SCHEDULE, run_on_startup=False, use_monitor=True)
 async def data_retention_sweep(timer: func.TimerRequest) -> None:
+    finish_warm_up()
     from shared.jobs.sweeper import sweep
 
     await sweep()

@@ -110,6 +110,10 @@ def import_function_app_module(script_root: Path, module_name: str = "function_a
         sys.path.insert(0, root)
     if not (script_root / f"{module_name}.py").is_file() and not (script_root / module_name).is_dir():
         raise DiscoveryError(f"no {module_name}.py in {script_root}")
+    # The host's own storage SDK first: an app may start importing in a background thread as it
+    # loads, and two threads entering the Azure SDK's circular imports at once can see a partially
+    # initialised module. (In Azure the host is another process; here it shares the app's.)
+    importlib.import_module("azure.storage.queue.aio")
     return importlib.import_module(module_name)
 
 

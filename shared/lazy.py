@@ -90,11 +90,30 @@ class LazyModule:
         return getattr(self._module, attribute)
 
 
+_warm_up: threading.Thread | None = None
+
+
 def warm_up_in_background(modules: tuple[str, ...] = WARM_MODULES) -> threading.Thread:
+    global _warm_up
+
     def load() -> None:
         for name in modules:
             importlib.import_module(name)
 
     thread = threading.Thread(target=load, name="gateway-warm-up", daemon=True)
+    _warm_up = thread
     thread.start()
     return thread
+
+
+def finish_warm_up(timeout: float = 30.0) -> None:
+    """Wait for the warm-up imports before a function imports anything itself (the first call only).
+
+    Two threads entering the Azure SDK's circular imports at once can see a partially initialised
+    module (``ImportError: cannot import name ... from partially initialized module
+    'azure.core.pipeline.transport'``, seen when a host started a queue listener beside the warm-up).
+    The first invocation needs those modules anyway, so it waits for them instead of racing.
+    """
+    thread = _warm_up
+    if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+        thread.join(timeout)
