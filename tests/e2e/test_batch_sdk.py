@@ -591,3 +591,19 @@ def test_long_throttling_delays_the_batch_but_loses_nothing(client: openai.OpenA
     output, errors = outcome(client, done)
     assert errors == []
     assert_each_once_in_order(lines, output, errors)
+
+
+def test_storage_restarted_mid_batch_repeats_and_loses_nothing(stack: Stack, client: openai.OpenAI, sim: Sim) -> None:
+    # Every embeddings call takes 2 s, so chunks are in flight when Azurite goes down and comes back.
+    sim.fault(kind="slow_first_byte", path="embeddings", ms=2000, count=100)
+    lines = big_lines(6, "storage-restart")
+    created = submit(client, lines)
+    wait_in_flight(sim)
+    stack.restart_azurite()
+    done = poll(client, created.id, timeout=90, interval=0.25)[-1]
+    assert done.status == "completed", done
+    assert done.request_counts is not None
+    assert (done.request_counts.completed, done.request_counts.failed) == (6, 0)
+    output, errors = outcome(client, done)
+    assert errors == []
+    assert_each_once_in_order(lines, output, errors)
