@@ -22,14 +22,21 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.embedding_jobs import FILLER, MODEL, LiveTraffic, make_texts, peak_rss_mb
+from bench.embedding_jobs import (
+    FILLER,
+    MODEL,
+    add_shared_arguments,
+    make_texts,
+    peak_rss_mb,
+    run_and_report,
+    start_live_traffic,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # (name in jobs.json, arguments, timeout s): the 1M-line batch at a limit the quota sets the pace of,
@@ -101,23 +108,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             httpx.Client(base_url=stack.host_url, timeout=600) as http:
         assert stack.simulator_url
         client = OpenAI(base_url=f"{stack.host_url}/api/v1", api_key="unused-locally", timeout=1800, max_retries=0)
-        live_alone: dict[str, Any] | None = None
-        live = None
-        if args.live_every:
-            alone = LiveTraffic(stack.host_url, args.live_every)
-            alone.run_for(args.live_baseline)
-            live_alone = alone.summary()
-            alone.close()
-            live = LiveTraffic(stack.host_url, args.live_every)
+        live = start_live_traffic(stack.host_url, args)
         upload_started = time.perf_counter()
         with source.open("rb") as handle:
             uploaded = client.files.create(file=handle, purpose="batch")
         started = time.perf_counter()
         batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h")
-        live_thread = None
         if live is not None:
-            live_thread = threading.Thread(target=live.run_until_stopped, daemon=True)
-            live_thread.start()
+            live.start()
         in_progress_at = None
         while time.perf_counter() - started < args.timeout:
             batch = client.batches.retrieve(batch.id)
@@ -127,10 +125,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
             time.sleep(0.5)
         finished = time.perf_counter()
-        if live is not None and live_thread is not None:
-            live.stop()
-            live_thread.join(60)
-            live.close()
+        if live is not None:
+            live.finish()
         if batch.status != "completed" or not batch.output_file_id:
             raise SystemExit(f"batch did not complete: {batch.model_dump_json()[:2000]}\nhost log: {stack.host_log}")
         stats = httpx.get(f"{stack.simulator_url}/_sim/stats", params={"limit": 0}).json()
@@ -159,14 +155,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "python": sys.version.split()[0],
     }
     if live is not None:
-        beside = live.summary()
+        figures = live.figures()
         # What the live calls used of the limit (their prompt is the same text every time).
         from shared import tokens as token_count
 
-        live_rate = token_count.estimate(FILLER * 2) * beside["requests"] / elapsed
+        live_rate = token_count.estimate(FILLER * 2) * figures["beside_job"]["requests"] / elapsed
         left = args.tpm / 60.0 - live_rate
-        report["live_traffic"] = {"every_s": args.live_every, "without_job": live_alone, "beside_job": beside,
-                                  "live_tokens_per_s": round(live_rate, 1)}
+        report["live_traffic"] = {**figures, "live_tokens_per_s": round(live_rate, 1)}
         report["fraction_of_capacity_left"] = round(achieved / left, 3)
     return report
 
@@ -176,24 +171,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--tpm", type=int, default=3_000_000, help="simulator tokens-per-minute limit")
     parser.add_argument("--dimensions", type=int, default=16)
-    parser.add_argument("--text-tokens", type=int, default=0, help="about this many tokens per text (0: ~8-13)")
-    parser.add_argument("--interactive-share", type=float, default=0.2)
-    parser.add_argument("--live-every", type=float, default=0)
-    parser.add_argument("--live-baseline", type=float, default=60)
     parser.add_argument("--timeout", type=float, default=2400)
-    parser.add_argument("--output", type=Path, default=None, help="also write the figures to this JSON file")
+    add_shared_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    report = run(args)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
-    return 0
+    return run_and_report(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios
+from bench.procstat import status_kib
 from bench.servers import CLIENT_CPU, Servers
 
 LEVELS = (16, 64, 128, 256, 512)
@@ -56,13 +57,7 @@ def stream_seconds() -> float:
 
 def rss_kib(pid: int) -> int | None:
     """Current resident set size of one process (VmRSS), in KiB; None when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+    return status_kib(pid, "VmRSS")
 
 
 def run_queue_wait_s(pid: int) -> float:

@@ -11,11 +11,12 @@ queues one job with the producer helper (inputs go to a blob: claim check), poll
 checks the results (every input once, in order), and reports:
 
 * tokens/s over the whole job (submit to ``succeeded``) as a fraction of the limit (TPM / 60), and
-  of the limit less the interactive reserve (``EMBEDDING_JOBS_INTERACTIVE_SHARE``), which is all a
-  job may use. The limit is a sliding one-minute window: the first minute may burst up to the whole
-  usable limit and tokens come back a minute after they were spent, so a job of T tokens cannot end
-  sooner than ``60 * (ceil(T / usable) - 1)`` seconds after it started; ``fraction_of_ideal`` is that
-  bound divided by the time taken;
+  of the limit less what jobs leave free (``EMBEDDING_JOBS_INTERACTIVE_SHARE`` beside live traffic,
+  half of it with none: ``shared.jobs.pacer.IDLE_HEADROOM_FRACTION``), which is all a job may use.
+  The limit is a sliding one-minute window: the first minute may burst up to the whole usable limit
+  and tokens come back a minute after they were spent, so a job of T tokens cannot end sooner than
+  ``60 * (ceil(T / usable) - 1)`` seconds after it started; ``fraction_of_ideal`` is that bound
+  divided by the time taken;
 * upstream calls per 1,000 inputs (all attempts, 429s included) and the 429s received;
 * planning time (submit until the job row says every chunk message is queued, polled every 0.25 s);
 * the Functions host's peak resident memory (the kernel's high-water mark, VmHWM);
@@ -40,12 +41,14 @@ import math
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from bench.procstat import status_kib
 from bench.stats import percentile
 
 if TYPE_CHECKING:
@@ -119,6 +122,50 @@ class LiveTraffic:
         self.http.close()
 
 
+class LiveTrafficRun:
+    """``--live-every``'s comparison, the same for a job and a batch: interactive calls measured alone
+    for ``baseline`` seconds (at construction), then again on their own thread beside the background
+    work, from :meth:`start` to :meth:`finish`."""
+
+    def __init__(self, base_url: str, every: float, baseline: float) -> None:
+        alone = LiveTraffic(base_url, every)
+        alone.run_for(baseline)
+        self.alone = alone.summary()
+        alone.close()
+        self.every = every
+        self.beside = LiveTraffic(base_url, every)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.beside.run_until_stopped, daemon=True)
+        self._thread.start()
+
+    def finish(self) -> None:
+        self.beside.stop()
+        if self._thread is not None:
+            self._thread.join(60)
+        self.beside.close()
+
+    def figures(self) -> dict[str, Any]:
+        """The report's ``live_traffic`` entry (the README's live-traffic table reads these names)."""
+        return {"every_s": self.every, "without_job": self.alone, "beside_job": self.beside.summary()}
+
+
+def start_live_traffic(base_url: str, args: argparse.Namespace) -> LiveTrafficRun | None:
+    """The live-traffic comparison when ``--live-every`` asks for one (its baseline is measured now)."""
+    return LiveTrafficRun(base_url, args.live_every, args.live_baseline) if args.live_every else None
+
+
+def run_and_report(run: Callable[[argparse.Namespace], dict[str, Any]], args: argparse.Namespace) -> int:
+    """A bench run's ``main``: its figures as JSON on stdout, and in ``--output`` when given; exit status 0."""
+    text = json.dumps(run(args), indent=2)
+    print(text)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
+    return 0
+
+
 @dataclass
 class Marks:
     """Moments of the run (perf_counter seconds) and what the fault thread saw."""
@@ -171,16 +218,8 @@ def _kill(stack: Stack, http: httpx.Client, job_id: str, args: argparse.Namespac
 
 def peak_rss_mb(pids: list[int]) -> float | None:
     """The largest VmHWM among the given processes, in MiB (Linux)."""
-    peak = None
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    value = int(line.split()[1]) / 1024
-                    peak = value if peak is None else max(peak, value)
-        except OSError:
-            continue
-    return peak
+    peaks = [kib / 1024 for kib in (status_kib(pid, "VmHWM") for pid in pids) if kib is not None]
+    return max(peaks) if peaks else None
 
 
 def check_results(http: httpx.Client, job_id: str, count: int, dims: int) -> float:
@@ -255,14 +294,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                azurite_ports=(blob, queue, table), env=_stack_env(args)) as stack, \
             httpx.Client(base_url=stack.host_url, timeout=120) as http:
         assert stack.simulator_url and stack.storage_connection_string
-        live_alone: dict[str, Any] | None = None
-        live = None
-        if args.live_every:
-            alone = LiveTraffic(stack.host_url, args.live_every)
-            alone.run_for(args.live_baseline)
-            live_alone = alone.summary()
-            alone.close()
-            live = LiveTraffic(stack.host_url, args.live_every)
+        live = start_live_traffic(stack.host_url, args)
         plan = PlanWatch(stack.storage_connection_string)
         started = time.perf_counter()
         # Owned by the keyless local caller, so the status polls below (no function key) may read it.
@@ -278,10 +310,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             fault = threading.Thread(target=_kill, args=(stack, http, job_id, args, marks), daemon=True)
         if fault is not None:
             fault.start()
-        live_thread = None
         if live is not None:
-            live_thread = threading.Thread(target=live.run_until_stopped, daemon=True)
-            live_thread.start()
+            live.start()
         status: dict[str, Any] = {}
         while time.perf_counter() - started < args.timeout:
             status = job_status(http, job_id) or status
@@ -292,10 +322,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plan.close()
         if fault is not None:
             fault.join(args.outage + 120)
-        if live is not None and live_thread is not None:
-            live.stop()
-            live_thread.join(60)
-            live.close()
+        if live is not None:
+            live.finish()
         if status.get("status") != "succeeded":
             raise SystemExit(f"job did not succeed: {json.dumps(status)[:2000]}\nhost log: {stack.host_log}")
         stats = httpx.get(f"{stack.simulator_url}/_sim/stats", params={"limit": 0}).json()
@@ -315,8 +343,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "host_peak_rss_before_kill_mb": None if marks.host_rss_before_kill_mb is None
             else round(marks.host_rss_before_kill_mb, 1)}
     if live is not None:
-        report["live_traffic"] = {"every_s": args.live_every, "without_job": live_alone, "beside_job": live.summary()}
+        report["live_traffic"] = live.figures()
     return report
+
+
+def left_free(share: float, *, live: bool) -> float:
+    """The share of the limit jobs leave free: all of the reserve beside live traffic, else the idle headroom."""
+    from shared.jobs.pacer import IDLE_HEADROOM_FRACTION
+
+    return share if live else share * IDLE_HEADROOM_FRACTION
 
 
 def figures(args: argparse.Namespace, status: dict[str, Any], stats: dict[str, Any], *, started: float,
@@ -325,7 +360,7 @@ def figures(args: argparse.Namespace, status: dict[str, Any], stats: dict[str, A
     elapsed = finished - started
     tokens = int(status["usage"]["prompt_tokens"])
     per_second_limit = args.tpm / 60.0
-    usable = args.tpm * (1.0 - args.interactive_share)
+    usable = args.tpm * (1.0 - left_free(args.interactive_share, live=bool(args.live_every)))
     achieved = tokens / elapsed
     ideal = 60.0 * (math.ceil(tokens / usable) - 1)
     calls = int(stats["counts"].get("embeddings", 0))
@@ -361,32 +396,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rpm", type=int, default=0, help="simulator requests-per-minute limit (0: none)")
     parser.add_argument("--dimensions", type=int, default=64, help="vector size (results blob size scales with it)")
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--output", type=Path, default=None, help="also write the figures to this JSON file")
-    parser.add_argument("--text-tokens", type=int, default=0, help="about this many tokens per text (0: ~8-13)")
-    parser.add_argument("--interactive-share", type=float, default=0.2,
-                        help="EMBEDDING_JOBS_INTERACTIVE_SHARE for the host (the app's default, 0.2)")
+    add_shared_arguments(parser)
     parser.add_argument("--fault-at", type=float, default=0.3,
                         help="inject --outage / --kill-host once this fraction of the inputs is embedded")
     parser.add_argument("--outage", type=float, default=0, help="seconds of upstream 500s mid-job")
     parser.add_argument("--kill-host", action="store_true", help="SIGKILL the host once mid-job and restart it")
     parser.add_argument("--lease", type=float, default=0,
                         help=f"queue lease of the local host in seconds ({LEASE_ENV}; 0: its default, 600)")
-    parser.add_argument("--live-every", type=float, default=0,
-                        help="also send a synchronous /embeddings call every N seconds, first alone for "
-                             "--live-baseline seconds, then beside the job (429s and p99 of each)")
-    parser.add_argument("--live-baseline", type=float, default=60)
     return parser.parse_args(argv)
 
 
+def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options a job run and a batch run (``bench/batch.py``) both take: texts, reserve, live traffic
+    (read by :func:`start_live_traffic`) and ``--output`` (written by :func:`run_and_report`)."""
+    parser.add_argument("--output", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--text-tokens", type=int, default=0, help="about this many tokens per text (0: ~8-13)")
+    parser.add_argument("--interactive-share", type=float, default=0.2,
+                        help="EMBEDDING_JOBS_INTERACTIVE_SHARE for the host (the app's default, 0.2)")
+    parser.add_argument("--live-every", type=float, default=0,
+                        help="also send a synchronous /embeddings call every N seconds, first alone for "
+                             "--live-baseline seconds, then beside the job or batch (429s and p99 of each)")
+    parser.add_argument("--live-baseline", type=float, default=60)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    report = run(args)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
-    return 0
+    return run_and_report(run, parse_args(argv))
 
 
 if __name__ == "__main__":

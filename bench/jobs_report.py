@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from bench.embedding_jobs import left_free
 from bench.report import _f
+
+# A table's row for one run (name, figures), or None for no row; notes for under the table go in the list.
+RunRow = Callable[[str, dict[str, Any], list[str]], str | None]
 
 # Issue #14's goals.
 THROUGHPUT_GOAL = 0.9
@@ -26,69 +31,81 @@ def _failed(name: str, run: dict[str, Any]) -> str | None:
     return f"`{name}` failed: {run['error'].strip().splitlines()[-1][:200] if run['error'].strip() else '?'}"
 
 
-def matrix_table(runs: dict[str, Any], share: float) -> list[str]:
-    cells = {name: run for name, run in runs.items() if run.get("part") == "matrix"}
-    if not cells:
+def _row(*cells: object) -> str:
+    """One Markdown table row."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def _header(*columns: str, left: int = 0) -> list[str]:
+    """A table's column names and alignment row: the first ``left`` columns left-aligned, the rest right."""
+    return [_row(*columns), "|" + "|".join("---" if n < left else "---:" for n in range(len(columns))) + "|"]
+
+
+def _runs_table(runs: dict[str, Any], part: str, title: str, header: list[str], row: RunRow) -> list[str]:
+    """The table of one part's runs: its title, header and a row per run; a failed run is a note under the
+    table instead (among the notes ``row`` adds, in run order). Nothing when the part did not run."""
+    chosen = {name: run for name, run in runs.items() if run.get("part") == part}
+    if not chosen:
         return []
-    lines = [
-        f"**Throughput** (one job per row, submit to `succeeded`; `EMBEDDING_JOBS_INTERACTIVE_SHARE` {share:g}, so "
-        f"jobs may use {1 - share:.0%} of the limit; goal ≥ {THROUGHPUT_GOAL} of the limit over the whole job)",
-        "",
-        "| TPM limit | tokens / text | inputs | tokens | elapsed s | planning s | tokens/s | ÷ limit | "
-        "÷ (limit - reserve) | ÷ best possible | upstream calls / 1k inputs | 429s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    notes = []
-    for name, run in cells.items():
+    lines = [title, "", *header]
+    notes: list[str] = []
+    for name, run in chosen.items():
         failed = _failed(name, run)
         if failed:
             notes.append(failed)
             continue
-        lines.append(
-            f"| {run['tpm_limit']:,} | {_f(run['text_tokens'], 0)} | {run['inputs']:,} | {run['tokens']:,} | "
-            f"{_f(run['elapsed_s'], 1)} | {_f(run.get('planning_s'), 1)} | {_f(run['tokens_per_s'], 0)} | "
-            f"**{_f(run['fraction_of_limit'], 2)}** | {_f(run.get('fraction_of_usable_limit'), 2)} | "
-            f"{_f(run.get('fraction_of_ideal'), 2)} | {_f(run['upstream_calls_per_1000_inputs'])} | "
-            f"{run['throttled_429']} |")
+        line = row(name, run, notes)
+        if line is not None:
+            lines.append(line)
     return lines + (["", *notes] if notes else [])
 
 
+def matrix_table(runs: dict[str, Any], share: float) -> list[str]:
+    def row(name: str, run: dict[str, Any], notes: list[str]) -> str:
+        return _row(f"{run['tpm_limit']:,}", _f(run["text_tokens"], 0), f"{run['inputs']:,}", f"{run['tokens']:,}",
+                    _f(run["elapsed_s"], 1), _f(run.get("planning_s"), 1), _f(run["tokens_per_s"], 0),
+                    f"**{_f(run['fraction_of_limit'], 2)}**", _f(run.get("fraction_of_usable_limit"), 2),
+                    _f(run.get("fraction_of_ideal"), 2), _f(run["upstream_calls_per_1000_inputs"]),
+                    run["throttled_429"])
+
+    return _runs_table(
+        runs, "matrix",
+        f"**Throughput** (one job per row, alone on the deployment, submit to `succeeded`; "
+        f"`EMBEDDING_JOBS_INTERACTIVE_SHARE` {share:g}, half of which jobs leave free while no live traffic is "
+        f"seen, so they may use {1 - left_free(share, live=False):.0%} of the limit; "
+        f"goal ≥ {THROUGHPUT_GOAL} of the limit over the whole job)",
+        _header("TPM limit", "tokens / text", "inputs", "tokens", "elapsed s", "planning s", "tokens/s", "÷ limit",
+                "÷ usable", "÷ best possible", "upstream calls / 1k inputs", "429s"),
+        row)
+
+
 def recovery_table(runs: dict[str, Any]) -> list[str]:
-    faults = {name: run for name, run in runs.items() if run.get("part") == "recovery"}
-    if not faults:
-        return []
-    lines = [
-        "**Recovery** (a job with one fault once 30% of its inputs are embedded, against the same job without "
-        "it: the matching throughput row, or a job the engine sets the pace of, at a limit it never reaches; "
-        "cost = elapsed - elapsed without the fault; every result checked: each input once, in order)",
-        "",
-        "| job | fault | at s | fault s | queue lease s | elapsed s | without fault s | cost s | upstream 5xx | 429s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    notes = []
-    for name, run in faults.items():
-        failed = _failed(name, run)
-        if failed:
-            notes.append(failed)
-            continue
+    def row(name: str, run: dict[str, Any], notes: list[str]) -> str | None:
         fault = run.get("fault")
         if fault is None:
             if "baseline" not in name:
                 notes.append(f"`{name}`: the job ended ({_f(run['elapsed_s'], 1)} s) before 30% of its inputs "
                              "showed as embedded (counted per finished chunk): no fault was injected.")
-            continue  # a baseline: shown as the "without fault" column of its faulted runs
+            return None  # a baseline: shown as the "without fault" column of its faulted runs
         baseline = _baseline(runs, run)
         cost = None if baseline is None else run["elapsed_s"] - baseline["elapsed_s"]
         if fault.get("at_s", 0) >= run["elapsed_s"] - 1:
             notes.append(f"`{name}`: the fault came as the job ended (its progress is counted per finished chunk), "
                          "so it measures nothing; its cost column is the run-to-run spread of that cell.")
-        lines.append(
-            f"| {run['inputs']:,} x ~{_f(run['text_tokens'], 0)} tokens, {run['tpm_limit']:,} TPM | "
-            f"{fault.get('kind', '-')} | {_f(fault.get('at_s'), 1)} | {_f(fault.get('length_s'), 1)} | "
-            f"{_f(fault.get('lease_s'), 0)} | {_f(run['elapsed_s'], 1)} | "
-            f"{'-' if baseline is None else _f(baseline['elapsed_s'], 1)} | {_f(cost, 1)} | "
-            f"{run.get('upstream_5xx', '-')} | {run['throttled_429']} |")
-    return lines + (["", *notes] if notes else [])
+        return _row(f"{run['inputs']:,} x ~{_f(run['text_tokens'], 0)} tokens, {run['tpm_limit']:,} TPM",
+                    fault.get("kind", "-"), _f(fault.get("at_s"), 1), _f(fault.get("length_s"), 1),
+                    _f(fault.get("lease_s"), 0), _f(run["elapsed_s"], 1),
+                    "-" if baseline is None else _f(baseline["elapsed_s"], 1), _f(cost, 1),
+                    run.get("upstream_5xx", "-"), run["throttled_429"])
+
+    return _runs_table(
+        runs, "recovery",
+        "**Recovery** (a job with one fault once 30% of its inputs are embedded, against the same job without "
+        "it: the matching throughput row, or a job the engine sets the pace of, at a limit it never reaches; "
+        "cost = elapsed - elapsed without the fault; every result checked: each input once, in order)",
+        _header("job", "fault", "at s", "fault s", "queue lease s", "elapsed s", "without fault s", "cost s",
+                "upstream 5xx", "429s", left=2),
+        row)
 
 
 def _baseline(runs: dict[str, Any], run: dict[str, Any]) -> dict[str, Any] | None:
@@ -111,17 +128,17 @@ def live_lines(runs: dict[str, Any], name: str = "live_traffic", what: str = "jo
         return [failed]
     live = run["live_traffic"]
     alone, beside = live["without_job"], live["beside_job"]
+    when = f"first {alone['requests']} alone, then" if alone["requests"] else f"starting together with the {what},"
     lines = [
         f"**Live traffic beside a {what}** (a synchronous `/embeddings` call of ~100 tokens every "
-        f"{live['every_s']:g} s through the gateway, first {alone['requests']} alone, then beside the {what}; "
+        f"{live['every_s']:g} s through the gateway, {when} beside the {what}; "
         f"TPM limit {run['tpm_limit']:,}, reserve {run['interactive_share']:g}; goal: no more 429s than without it)",
         "",
-        "| interactive calls | requests | 429s | other errors | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|",
+        *_header("interactive calls", "requests", "429s", "other errors", "p50 ms", "p99 ms", left=1),
     ]
     for label, part in ((f"without the {what}", alone), (f"beside the {what}", beside)):
-        lines.append(f"| {label} | {part['requests']} | {part['throttled_429']} | {part.get('other_errors', '-')} | "
-                     f"{_f(part.get('p50_ms'), 1)} | {_f(part.get('p99_ms'), 1)} |")
+        lines.append(_row(label, part["requests"], part["throttled_429"], part.get("other_errors", "-"),
+                          _f(part.get("p50_ms"), 1), _f(part.get("p99_ms"), 1)))
     met = beside["requests"] and beside["throttled_429"] / beside["requests"] <= (
         alone["throttled_429"] / alone["requests"] if alone["requests"] else 0)
     size = f"{run['inputs']:,} inputs" if "inputs" in run else f"{run['lines']:,} lines"
@@ -149,12 +166,11 @@ def million_lines(runs: dict[str, Any]) -> list[str]:
         f"**The 1,000,000-input job** (texts of ~{_f(run['text_tokens'], 0)} tokens, {run['dimensions']} dimensions, "
         f"simulator limit {run['tpm_limit']:,} TPM so the engine, not the quota, sets the pace)",
         "",
-        "| inputs | tokens | submit s | planning s | elapsed s | tokens/s | upstream calls | 429s | "
-        "host peak RSS MiB | results read s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {run['inputs']:,} | {run['tokens']:,} | {_f(run['submit_s'], 1)} | {_f(run.get('planning_s'), 1)} | "
-        f"{_f(run['elapsed_s'], 1)} | {_f(run['tokens_per_s'], 0)} | {run['upstream_calls']} | "
-        f"{run['throttled_429']} | {_f(run['host_peak_rss_mb'], 0)} | {_f(run['results_read_s'], 1)} |",
+        *_header("inputs", "tokens", "submit s", "planning s", "elapsed s", "tokens/s", "upstream calls", "429s",
+                 "host peak RSS MiB", "results read s"),
+        _row(f"{run['inputs']:,}", f"{run['tokens']:,}", _f(run["submit_s"], 1), _f(run.get("planning_s"), 1),
+             _f(run["elapsed_s"], 1), _f(run["tokens_per_s"], 0), run["upstream_calls"], run["throttled_429"],
+             _f(run["host_peak_rss_mb"], 0), _f(run["results_read_s"], 1)),
     ]
 
 
@@ -175,30 +191,21 @@ def _own_calls_per_1000(run: dict[str, Any], size: int) -> float | None:
 
 
 def batch_lines(runs: dict[str, Any]) -> list[str]:
-    batches = {name: run for name, run in runs.items() if run.get("part") == "batch"}
-    if not batches:
-        return []
-    lines = [
+    def row(name: str, run: dict[str, Any], notes: list[str]) -> str:
+        return _row(f"{run['lines']:,}", f"{run['tpm_limit']:,}", f"{run['tokens']:,}", _f(run.get("upload_s"), 1),
+                    _f(run["elapsed_s"], 1), _f(run["tokens_per_s"], 0), _f(run["fraction_of_limit"], 2),
+                    _f(run.get("fraction_of_usable_limit"), 2), _f(_own_calls_per_1000(run, run["lines"])),
+                    run["throttled_429"], _f(run.get("host_peak_rss_mb"), 0))
+
+    lines = _runs_table(
+        runs, "batch",
         "**Batch API** (`client.files.create` + `client.batches.create` with the official SDK, embeddings lines of "
         "one input each; reserve as above; tokens as the limit charges them, characters / 4, which the output "
         "file's tiktoken usage undercounts by about a quarter for these texts)",
-        "",
-        "| lines | TPM limit | tokens | upload s | elapsed s | tokens/s | ÷ limit | ÷ (limit - reserve) | "
-        "upstream calls / 1k lines | 429s | host peak RSS MiB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    notes = []
-    for name, run in batches.items():
-        failed = _failed(name, run)
-        if failed:
-            notes.append(failed)
-            continue
-        lines.append(
-            f"| {run['lines']:,} | {run['tpm_limit']:,} | {run['tokens']:,} | {_f(run.get('upload_s'), 1)} | "
-            f"{_f(run['elapsed_s'], 1)} | {_f(run['tokens_per_s'], 0)} | {_f(run['fraction_of_limit'], 2)} | "
-            f"{_f(run.get('fraction_of_usable_limit'), 2)} | {_f(_own_calls_per_1000(run, run['lines']))} | "
-            f"{run['throttled_429']} | {_f(run.get('host_peak_rss_mb'), 0)} |")
-    lines += ["", *notes] if notes else []
+        _header("lines", "TPM limit", "tokens", "upload s", "elapsed s", "tokens/s", "÷ limit", "÷ (limit - reserve)",
+                "upstream calls / 1k lines", "429s", "host peak RSS MiB"),
+        row)
+    batches = {name: run for name, run in runs.items() if run.get("part") == "batch"}
     for name, run in batches.items():
         if run.get("live_traffic") and "error" not in run:
             lines += ["", *live_lines({name: run}, name, "batch")]
@@ -212,8 +219,8 @@ def markdown(results: dict[str, Any]) -> str:
     for update in meta.get("updates", []):
         out += [f"Updated later by `{update['command']}` ({update['started']}, load average at start "
                 f"{update['loadavg_at_start'][0]}): the {', '.join(update['parts'])} figures come from that run.", ""]
-    for block in (matrix_table(runs, share), recovery_table(runs), live_lines(runs), million_lines(runs),
-                  batch_lines(runs)):
+    for block in (matrix_table(runs, share), recovery_table(runs), live_lines(runs),
+                  live_lines(runs, "live_traffic_burst"), million_lines(runs), batch_lines(runs)):
         if block:
             out += [*block, ""]
     return "\n".join(out).rstrip() + "\n"

@@ -53,11 +53,12 @@ def cpu_seconds(pid: int) -> float:
     return sum(process_cpu_seconds(member) for member in group_members(pid))
 
 
-def rss_peak_kib(pid: int) -> int | None:
-    """Peak resident set size (VmHWM) of a process, in KiB."""
+def status_kib(pid: int, field: str) -> int | None:
+    """A memory figure of ``/proc/<pid>/status`` in KiB: ``VmRSS`` (resident now) or ``VmHWM`` (its peak);
+    None when the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         return None

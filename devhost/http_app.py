@@ -21,12 +21,14 @@ from typing import Any
 
 import azure.functions as func
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from devhost.discovery import FunctionIndex, HttpFunction
+from devhost.host_check import HostCheck
 from devhost.invocation import FunctionTimeoutError, Invoker, log_executed, log_executing
 from devhost.routing import FunctionRoute, RouteTemplateError, compile_route, order_by_precedence
 
@@ -177,11 +179,14 @@ def build_app(
     invoker: Invoker,
     *,
     base_url: str,
+    host_names: frozenset[str],
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
     status: Callable[[], Mapping[str, Any]] | None = None,
     run_function: Callable[[str], bool] | None = None,
 ) -> Starlette:
     """The ASGI app: function routes first, then the host's own endpoints.
+
+    Every request must name one of ``host_names`` (:mod:`devhost.host_check`), checked before routing.
 
     ``run_function(name)`` starts a non-HTTP function on demand (``POST /admin/functions/{name}``,
     Core Tools' admin API; devhost runs timer functions this way) and says whether it knew it.
@@ -211,5 +216,5 @@ def build_app(
         Route("/admin/functions/{name}", invoke_function, methods=["POST"]),
         Route("/", root, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(HostCheck, names=host_names)])
 

@@ -9,6 +9,7 @@ once the socket is listening, so whoever waits for it can connect right away.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
 import importlib.util
 import logging
@@ -22,6 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from types import FrameType
 
+from devhost.host_check import HostSettingError, own_hostnames
 from devhost.hostjson import HostConfigError, load_host_config
 from devhost.settings import SettingsError, apply_settings, read_local_settings
 
@@ -89,6 +91,15 @@ def _fast_impl(preferred: str, module: str) -> str:
     return preferred if importlib.util.find_spec(module) is not None else "auto"
 
 
+def _http_protocol() -> type[asyncio.Protocol] | str:
+    """httptools when installed, keeping what an absolute-form target names (devhost.absolute_form)."""
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    from devhost.absolute_form import AbsoluteFormHttpToolsProtocol
+
+    return AbsoluteFormHttpToolsProtocol
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise _Terminated()
 
@@ -100,7 +111,8 @@ def serve(args: argparse.Namespace) -> int:
         settings = read_local_settings(script_root)
         apply_settings(settings.values)
         host_config = load_host_config(script_root)
-    except (SettingsError, HostConfigError) as exc:
+        host_names = own_hostnames(args.host, os.environ)
+    except (SettingsError, HostConfigError, HostSettingError) as exc:
         print(f"devhost: {exc}", file=sys.stderr)
         return 1
     port = args.port if args.port is not None else int(settings.host.get("LocalHttpPort", DEFAULT_PORT))
@@ -157,8 +169,8 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         app = build_app(
-            index, host_config.route_prefix, invoker, base_url=base_url, lifespan=lifespan, status=host_status,
-            run_function=timer_host.run_now,
+            index, host_config.route_prefix, invoker, base_url=base_url, host_names=host_names, lifespan=lifespan,
+            status=host_status, run_function=timer_host.run_now,
         )
     except RouteTemplateError as exc:
         print(f"devhost: {exc}", file=sys.stderr)
@@ -169,7 +181,7 @@ def serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app,
         loop=_fast_impl("uvloop", "uvloop"),
-        http=_fast_impl("httptools", "httptools"),
+        http=_http_protocol(),
         lifespan="on",
         access_log=False,
         log_config=None,

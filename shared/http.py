@@ -94,6 +94,9 @@ def _template(path: str) -> re.Pattern[str]:
 async def _call(route: ApiRoute, operation: Operation, ctx: RequestContext, request: Request) -> Reply:
     """The operation, called with what the route table says it takes."""
     handler = resolve(operation.handler)  # signatures per ``takes``: checked by tests/unit/test_routes.py
+    # Every route reads its query by the same rule, most declaring no names: a parameter a caller adds
+    # to the URL is refused or used, never dropped silently (shared.query_params).
+    query = parse_query(request.scope.get("query_string", b""), operation.query)
     reply: Reply
     if operation.takes == "body":
         reply = await handler(ctx, await read_body(request, *body_limit(operation, get_settings())))
@@ -105,10 +108,9 @@ async def _call(route: ApiRoute, operation: Operation, ctx: RequestContext, requ
     elif operation.takes == "id":
         reply = await handler(ctx, path_param(request, route))
     elif operation.takes == "id_query":
-        query = parse_query(request.scope.get("query_string", b""), operation.query)
         reply = await handler(ctx, path_param(request, route), query)
     elif operation.takes == "query":
-        reply = await handler(ctx, parse_query(request.scope.get("query_string", b""), operation.query))
+        reply = await handler(ctx, query)
     else:
         reply = handler()
     return reply

@@ -17,13 +17,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shared.batch import file_expiry
 from shared.batch.openapi_schema import CREATE_REQUEST as BATCH_CREATE_REQUEST
 from shared.jobs.openapi_schema import SUBMIT_REQUEST
-from shared.query_params import QueryParam
+from shared.query_params import API_VERSION, SERVED_API_VERSION, QueryParam
 from shared.routes import API_ROUTES, PUBLIC_ROUTES, ApiRoute, Operation
 
 ERROR_STATUSES = {
-    "409": "The job has not finished yet, or the job or batch to cancel has already ended",
+    "409": "The job ended before it was planned (it has no results), or the job or batch to cancel has already ended",
     "400": ("Invalid JSON (duplicate keys included), a missing field, more than 2048 embedding inputs, "
             "an MCP server that is not allowed, or a query parameter that is unknown or invalid"),
     "401": "Missing or invalid function key (the Functions host), or an ambiguous one: two keys, or an empty one",
@@ -41,9 +42,9 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 def _errors(*statuses: str) -> dict[str, Any]:
-    """Error responses of a key-protected route: the statuses given, and 401."""
+    """Error responses of a key-protected route: the statuses given, 400 (every route checks its query) and 401."""
     return {s: {"description": ERROR_STATUSES[s], "content": {"application/json": {"schema": _ERROR}}}
-            for s in sorted({"401", *statuses})}
+            for s in sorted({"400", "401", *statuses})}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -51,6 +52,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
+_EXPIRY_SECONDS: dict[str, Any] = {"type": "integer", "minimum": file_expiry.MIN_SECONDS,
+                                   "maximum": file_expiry.MAX_SECONDS}
+# expires_after flattened into form fields: the SDKs' ``[anchor]`` and Azure's documented ``.anchor``.
+_FLAT_SPELLINGS = (("[", "]"), (".", ""))
 _MODEL = {"type": "string", "minLength": 1, "description": "Deployment name or alias (see GET /v1/models)",
           "examples": ["gpt-4o-mini"]}
 
@@ -90,14 +95,18 @@ COMPONENTS: dict[str, Any] = {
     "EmbeddingsRequest": _EMBEDDINGS,
     "EmbeddingJobRequest": SUBMIT_REQUEST,
     "BatchCreateRequest": BATCH_CREATE_REQUEST,
-    # POST /v1/files: a multipart form (shared.batch.files; the SDK flattens expires_after with brackets).
+    # POST /v1/files: a multipart form (shared.batch.files). expires_after in one of three spellings
+    # (shared.batch.file_expiry): the SDKs' brackets, Azure's documented dots, or one JSON part.
     "FileUpload": {"type": "object", "required": ["file", "purpose"], "additionalProperties": False, "properties": {
         "file": {"type": "string", "format": "binary", "description": "JSONL, one batch request per line"},
         "purpose": {"enum": ["batch"]},
-        "expires_after[anchor]": {"enum": ["created_at"]},
-        "expires_after[seconds]": {"type": "integer", "minimum": 3600, "maximum": 2592000},
-    }, "dependentRequired": {"expires_after[anchor]": ["expires_after[seconds]"],
-                             "expires_after[seconds]": ["expires_after[anchor]"]}},
+        **{f"expires_after{open_}anchor{close}": {"enum": ["created_at"]} for open_, close in _FLAT_SPELLINGS},
+        **{f"expires_after{open_}seconds{close}": _EXPIRY_SECONDS for open_, close in _FLAT_SPELLINGS},
+        "expires_after": {"type": "object", "required": ["anchor", "seconds"], "additionalProperties": False,
+                          "properties": {"anchor": {"enum": ["created_at"]}, "seconds": _EXPIRY_SECONDS}},
+    }, "dependentRequired": {
+        f"expires_after{open_}{a}{close}": [f"expires_after{open_}{b}{close}"]
+        for open_, close in _FLAT_SPELLINGS for a, b in (("anchor", "seconds"), ("seconds", "anchor"))}},
     "ModelList": {"type": "object", "required": ["object", "data"]},
     "Model": {"type": "object", "required": ["id", "object", "created", "owned_by"]},
 }
@@ -120,16 +129,25 @@ def _operation(route: ApiRoute, op: Operation) -> dict[str, Any]:
     content = {media: {"schema": (_ref(op.ok_schema) if op.ok_schema else _ANY_OBJECT)
                        if media == "application/json" else {"type": "string"}} for media in op.ok_media}
     described: dict[str, Any] = {"summary": op.summary}
+    parameters: list[dict[str, Any]] = []
     if route.parameter:
-        described["parameters"] = [{"name": route.parameter, "in": "path", "required": True,
-                                    "schema": PARAMETERS[route.parameter]}]
-        described["parameters"] += [_query_parameter(param) for param in op.query]
+        parameters.append({"name": route.parameter, "in": "path", "required": True,
+                           "schema": PARAMETERS[route.parameter]})
+    parameters += [_query_parameter(param) for param in op.query]
+    parameters.append(_API_VERSION)  # every operation reads its query (shared.http._call)
+    described["parameters"] = parameters
     if op.request_schema:
         described["requestBody"] = {"required": True,
                                     "content": {op.request_media: {"schema": _ref(op.request_schema)}}}
     described["responses"] = {str(op.ok_status): {"description": op.ok_description, "content": content},
                               **_errors(*op.errors)}
     return described
+
+
+# Accepted (and not relayed) on every operation; see shared.query_params.
+_API_VERSION: dict[str, Any] = {
+    "name": API_VERSION, "in": "query", "required": False, "schema": {"enum": [SERVED_API_VERSION]},
+    "description": "Azure's optional api-version; the gateway serves v1 (preview is refused)"}
 
 
 def _query_parameter(param: QueryParam) -> dict[str, Any]:

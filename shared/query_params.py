@@ -8,8 +8,11 @@ trick that the upstream decodes differently) would reach Azure unexamined.
 Rules, the same for every route:
 
 - **Declared names only.** A name the operation does not declare is refused with 400
-  ``unknown_parameter``, not forwarded and not dropped silently. The one exception is ``code``, the
-  Functions host's function key (read by :mod:`shared.callers`, never sent upstream).
+  ``unknown_parameter``, not forwarded and not dropped silently. Two names every route takes:
+  ``code``, the Functions host's function key (read by :mod:`shared.callers`, never sent upstream), and
+  ``api-version``, which Azure's v1 spec allows on every operation (``v1``, the default, or
+  ``preview``): ``v1`` is what the gateway serves, so it is accepted and not relayed; ``preview`` is
+  refused, since the gateway would otherwise answer a preview request with GA behaviour.
 - **Each value checked.** Booleans are ``true``/``false``, integers are decimal within the declared
   range, enums are one of their values; anything else is 400 ``invalid_query_parameter``.
 - **One value per name**, except lists (``include[]``, as both official SDKs send arrays): a
@@ -23,13 +26,18 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode
 
+from shared.callers import KEY_PARAM
 from shared.errors import invalid_query_parameter, unknown_parameter
 
 Kind = Literal["boolean", "integer", "string", "enum"]
 QueryValue = bool | int | str | tuple[str, ...]
 
-# The Functions host's function key: consumed by the host and shared.callers, never relayed.
-FUNCTION_KEY = "code"
+# The Functions host's function key (``code``, its name in any case, as the host and shared.callers
+# read it): consumed there, never relayed.
+FUNCTION_KEY = KEY_PARAM
+# Azure's optional ``api-version`` (AzureAIFoundryModelsApiVersion in the v1 spec): the one value served.
+API_VERSION = "api-version"
+SERVED_API_VERSION = "v1"
 # Cursors and ids are plain (like response ids): nothing that could change the upstream URL's meaning.
 _MAX_STRING = 256
 
@@ -78,7 +86,11 @@ def parse_query(query_string: bytes, declared: tuple[QueryParam, ...]) -> dict[s
     except (UnicodeDecodeError, ValueError):
         raise invalid_query_parameter(None, "the query string could not be read") from None
     for name, raw in pairs:
-        if name == FUNCTION_KEY:
+        if name.upper() == FUNCTION_KEY:
+            continue
+        if name == API_VERSION:
+            if raw != SERVED_API_VERSION:
+                raise invalid_query_parameter(name, f"the gateway serves the {SERVED_API_VERSION} API only")
             continue
         param = by_name.get(name)
         if param is None:

@@ -118,6 +118,20 @@ def _relayed_post(handler: str, summary: str, schema: str, *, streams: bool) -> 
                      ok_media=media, errors=RELAYED_ERRORS)
 
 
+def _by_id(handler: str, summary: str, answer: str, errors: tuple[str, ...],
+           media: tuple[str, ...] = ("application/json",)) -> Operation:
+    """An operation on the one item the route's path parameter names; ``answer`` describes its success."""
+    return Operation(handler, "id", summary, ok_description=answer, ok_media=media, errors=errors)
+
+
+def _paged_list(handler: str, summary: str, item: str, items: str) -> Operation:
+    """A GET of the caller's own ``items``, newest first, paged by ``limit`` (1-100, default 20) and ``after``."""
+    return Operation(handler, "query", summary, ok_description=f"A list of {items}", errors=("400", "502"),
+                     query=(QueryParam("limit", "integer", f"{items.capitalize()} per page (1-100, default 20)",
+                                       minimum=1, maximum=100),
+                            QueryParam("after", "string", f"Cursor: the last {item} id of the previous page")))
+
+
 # What Azure's v1 description (and the SDKs) accept as ``include[]``: extra output data to return.
 INCLUDABLE = ("code_interpreter_call.outputs", "computer_call_output.output.image_url", "file_search_call.results",
               "message.input_image.image_url", "message.output_text.logprobs", "reasoning.encrypted_content")
@@ -160,12 +174,12 @@ API_ROUTES: tuple[ApiRoute, ...] = (
                          "A stored response; a background one's events with stream=true (resume: starting_after)",
                          ok_description="The stored response, or its events",
                          ok_media=("application/json", "text/event-stream"), errors=_STORED, query=RETRIEVE_QUERY),
-        "DELETE": Operation("shared.gateway:delete_response", "id", "Delete a stored response",
-                            ok_description="The stored response", errors=("404", "429", "502", "504")),
+        "DELETE": _by_id("shared.gateway:delete_response", "Delete a stored response", "The stored response",
+                         ("404", "429", "502", "504")),
     }),
     ApiRoute("v1/responses/{response_id}/cancel", "responses_cancel", {
-        "POST": Operation("shared.gateway:cancel_response", "id", "Cancel a background response",
-                          ok_description="The cancelled response", errors=_STORED),
+        "POST": _by_id("shared.gateway:cancel_response", "Cancel a background response", "The cancelled response",
+                       _STORED),
     }),
     ApiRoute("v1/responses/{response_id}/input_items", "responses_input_items", {
         "GET": Operation("shared.gateway:list_input_items", "id_query", "A stored response's input items (paged)",
@@ -177,19 +191,16 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "POST": Operation("shared.jobs.service:submit", "body", "Submit an embedding job",
                           request_schema="EmbeddingJobRequest", ok_status=202,
                           ok_description="Queued; Location names the job", errors=("400", "404", "413", "422", "502")),
-        "GET": Operation("shared.jobs.service:list_jobs", "query", "The caller's embedding jobs, newest first (paged)",
-                         ok_description="A list of jobs", errors=("400", "502"),
-                         query=(QueryParam("limit", "integer", "Jobs per page (1-100, default 20)", minimum=1,
-                                           maximum=100),
-                                QueryParam("after", "string", "Cursor: the last job id of the previous page"))),
+        "GET": _paged_list("shared.jobs.service:list_jobs", "The caller's embedding jobs, newest first (paged)",
+                           "job", "jobs"),
     }),
     ApiRoute("v1/embeddings/jobs/{job_id}", "embedding_job", {
-        "GET": Operation("shared.jobs.service:status", "id", "An embedding job's status and progress",
-                         ok_description="The job", errors=("404", "502")),
+        "GET": _by_id("shared.jobs.service:status", "An embedding job's status and progress", "The job",
+                      ("404", "502")),
     }),
     ApiRoute("v1/embeddings/jobs/{job_id}/cancel", "embedding_job_cancel", {
-        "POST": Operation("shared.jobs.service:cancel", "id", "Cancel an embedding job (finished lines are kept)",
-                          ok_description="The cancelled job", errors=("404", "409", "502")),
+        "POST": _by_id("shared.jobs.service:cancel", "Cancel an embedding job (finished lines are kept)",
+                       "The cancelled job", ("404", "409", "502")),
     }),
     ApiRoute("v1/embeddings/jobs/{job_id}/results", "embedding_job_results", {
         "GET": Operation("shared.jobs.service:results", "id_query",
@@ -201,19 +212,16 @@ API_ROUTES: tuple[ApiRoute, ...] = (
         "POST": Operation("shared.batch.service:create", "body", "Create a batch from an uploaded file (OpenAI's "
                           "Batch API)", request_schema="BatchCreateRequest", ok_description="The batch",
                           errors=("400", "404", "413", "422", "502")),
-        "GET": Operation("shared.batch.service:list_batches", "query", "The caller's batches, newest first (paged)",
-                         ok_description="A list of batches", errors=("400", "502"),
-                         query=(QueryParam("limit", "integer", "Batches per page (1-100, default 20)", minimum=1,
-                                           maximum=100),
-                                QueryParam("after", "string", "Cursor: the last batch id of the previous page"))),
+        "GET": _paged_list("shared.batch.service:list_batches", "The caller's batches, newest first (paged)",
+                           "batch", "batches"),
     }),
     ApiRoute("v1/batches/{batch_id}", "batches_item", {
-        "GET": Operation("shared.batch.service:retrieve", "id", "A batch's status, counts and files",
-                         ok_description="The batch", errors=("404", "502")),
+        "GET": _by_id("shared.batch.service:retrieve", "A batch's status, counts and files", "The batch",
+                      ("404", "502")),
     }),
     ApiRoute("v1/batches/{batch_id}/cancel", "batches_cancel", {
-        "POST": Operation("shared.batch.service:cancel", "id", "Cancel a batch (finished lines are kept)",
-                          ok_description="The batch, cancelling", errors=("404", "409", "502")),
+        "POST": _by_id("shared.batch.service:cancel", "Cancel a batch (finished lines are kept)",
+                       "The batch, cancelling", ("404", "409", "502")),
     }),
     ApiRoute("v1/files", "files", {
         "POST": Operation("shared.batch.files:upload", "upload",
@@ -224,15 +232,13 @@ API_ROUTES: tuple[ApiRoute, ...] = (
                          ok_description="A list of files", errors=("400", "503"), query=FILES_LIST_QUERY),
     }),
     ApiRoute("v1/files/{file_id}", "files_item", {
-        "GET": Operation("shared.batch.files:retrieve", "id", "One of the caller's files",
-                         ok_description="The file object", errors=("404", "503")),
-        "DELETE": Operation("shared.batch.files:delete", "id", "Delete one of the caller's files",
-                            ok_description="The deletion status", errors=("404", "503")),
+        "GET": _by_id("shared.batch.files:retrieve", "One of the caller's files", "The file object", ("404", "503")),
+        "DELETE": _by_id("shared.batch.files:delete", "Delete one of the caller's files", "The deletion status",
+                         ("404", "503")),
     }),
     ApiRoute("v1/files/{file_id}/content", "files_content", {
-        "GET": Operation("shared.batch.files:content", "id", "A file's content, as stored",
-                         ok_description="The file's bytes", ok_media=("application/octet-stream",),
-                         errors=("404", "503")),
+        "GET": _by_id("shared.batch.files:content", "A file's content, as stored", "The file's bytes",
+                      ("404", "503"), media=("application/octet-stream",)),
     }),
     ApiRoute("v1/models", "models", {
         "GET": Operation("shared.gateway:list_models", "nothing", "Models callers may use",

@@ -892,8 +892,11 @@ function boot() {
     showProgress("Job", job.id, job.status, jobProgress(job), `${c.embedded ?? 0} of ${c.total ?? "?"} embedded · ${c.failed ?? 0} failed` +
       (tokens ? ` · ${tokens} tokens` : ""));
     state.batch = null;
-    $("job-download").disabled = job.status !== "succeeded";
-    $("job-download").textContent = "Download results (JSONL)";
+    // A job's results are readable whenever its view names them: while it runs (the chunks finished
+    // so far) and after it ended (succeeded, or failed/cancelled with its finished lines).
+    $("job-download").disabled = !job.results;
+    $("job-download").textContent = job.status === "running" || job.status === "queued"
+      ? "Download results so far (JSONL)" : "Download results (JSONL)";
     $("job-errors").hidden = true;
   }
 

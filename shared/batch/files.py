@@ -1,7 +1,7 @@
 """The ``/v1/files`` operations (OpenAI's Files API for batch inputs and outputs), HTTP-agnostic.
 
-An upload is a multipart form (``file``, ``purpose=batch``, optional ``expires_after[anchor]`` and
-``expires_after[seconds]``, as the SDKs send it). It is parsed as it arrives with python-multipart's
+An upload is a multipart form (``file``, ``purpose=batch``, optional ``expires_after`` in any of the
+spellings clients send: ``shared.batch.file_expiry``). It is parsed as it arrives with python-multipart's
 streaming parser (the one Starlette itself uses; declared in requirements.txt), never held whole: the
 file's bytes go through the line check (``shared.batch.lines.FileCheck``) and are staged as blob blocks
 at the same time, and the blob is committed only when the form and every line are valid. Memory stays
@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shared.batch import file_expiry
 from shared.batch.lines import MAX_REPORTED_ERRORS, FileCheck, FileErrors, FileSummary, LineError
 from shared.config import get_settings
 from shared.context import Reply, RequestContext
@@ -37,7 +38,6 @@ from shared.errors import (
     invalid_file_purpose,
     invalid_multipart,
     invalid_query_parameter,
-    invalid_value,
     missing_parameter,
 )
 from shared.jobs import access, blobs, layout, retention
@@ -52,11 +52,8 @@ if TYPE_CHECKING:
     from azure.storage.blob.aio import BlobClient
 
 UPLOAD_PURPOSE, OUTPUT_PURPOSE = "batch", "batch_output"
-# expires_after may say 1 hour to 30 days (OpenAI's range). Without it a file is kept for
-# DATA_RETENTION_DAYS (shared.jobs.retention; 30 days by default, OpenAI's default for batch files).
-MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS = 3600, 30 * 24 * 3600
 # The form fields an upload may carry besides ``file`` (each at most once), and how long one may be.
-FIELDS = ("purpose", "expires_after[anchor]", "expires_after[seconds]")
+FIELDS = ("purpose", *file_expiry.FIELDS)
 MAX_FIELD_BYTES = 1024
 MAX_FILENAME_CHARS = 255
 # Blob blocks are staged at this size: few round trips, bounded memory.
@@ -102,12 +99,21 @@ def _int(value: Any) -> int:
 
 
 def file_view(file_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
-    """The file as OpenAI's ``FileObject`` (``expires_at``: its own, else when retention ends it)."""
+    """The file as OpenAI's ``FileObject`` and Azure's ``AzureOpenAIFile`` (``expires_at``: its own, else
+    when retention ends it).
+
+    The optional fields are left out rather than sent as ``null`` when there is nothing to say:
+    Azure's description types ``expires_at`` and ``status_details`` as a plain integer and string
+    (not nullable), and OpenAI's SDKs read a missing field as ``None``. ``status_details`` is
+    deprecated (fine-tuning only) and a file here is never in error, so it is never sent; ``status``
+    is ``processed`` because an upload is checked whole before it is stored.
+    """
+    view: dict[str, Any] = {"id": file_id, "object": "file", "bytes": _int(row.get("bytes", 0)),
+                            "created_at": int(float(row.get("created_at") or 0))}
     expires = retention.file_expires_at(row)
-    return {"id": file_id, "object": "file", "bytes": _int(row.get("bytes", 0)),
-            "created_at": int(float(row.get("created_at") or 0)), "expires_at": None if expires is None
-            else int(float(expires)), "filename": row.get("filename") or "", "purpose": row.get("purpose"),
-            "status": "processed", "status_details": None}
+    if expires is not None:
+        view["expires_at"] = int(float(expires))
+    return view | {"filename": row.get("filename") or "", "purpose": row.get("purpose"), "status": "processed"}
 
 
 def _expired(row: Mapping[str, Any], now: float) -> bool:
@@ -184,7 +190,8 @@ class _Form:
         name = raw_name.decode("latin-1")
         if name != "file" and name not in FIELDS:
             raise invalid_multipart(f"unknown field {name[:40]!r}; an upload takes file, purpose and "
-                                    "expires_after[anchor]/[seconds].", param=name[:40])
+                                    "expires_after ([anchor]/[seconds], .anchor/.seconds, or one JSON part).",
+                                    param=name[:40])
         if name in self.fields or (name == "file" and self.filename is not None):
             raise invalid_multipart(f"the field {name!r} is sent twice; send it once (readers disagree on which "
                                     "copy counts).", param=name)
@@ -244,23 +251,6 @@ def _check_purpose(fields: Mapping[str, str], *, final: bool) -> None:
         raise invalid_file_purpose(purpose[:40], UPLOAD_PURPOSE, "purpose")
 
 
-def _expiry_seconds(fields: Mapping[str, str]) -> int | None:
-    """``expires_after`` (anchor ``created_at``, 3600 to 2592000 seconds); None: kept for the retention."""
-    anchor, seconds = fields.get("expires_after[anchor]"), fields.get("expires_after[seconds]")
-    if anchor is None and seconds is None:
-        return None
-    if anchor is None:
-        raise missing_parameter("expires_after[anchor]")
-    if seconds is None:
-        raise missing_parameter("expires_after[seconds]")
-    if anchor != "created_at":
-        raise invalid_value("expires_after[anchor]", "the only anchor is 'created_at'")
-    if not seconds.isascii() or not seconds.isdigit() or not MIN_EXPIRY_SECONDS <= int(seconds) <= MAX_EXPIRY_SECONDS:
-        raise invalid_value("expires_after[seconds]", f"expected whole seconds from {MIN_EXPIRY_SECONDS} to "
-                            f"{MAX_EXPIRY_SECONDS}")
-    return int(seconds)
-
-
 class _Blocks:
     """The blob's blocks as the file streams in: staged once full, committed only for a valid file."""
 
@@ -315,7 +305,7 @@ async def upload(ctx: RequestContext, body: StreamedBody) -> Reply:
         if form.filename is None:
             raise missing_parameter("file")
         _check_purpose(form.fields, final=True)
-        seconds = _expiry_seconds(form.fields)
+        seconds = file_expiry.expiry_seconds(form.fields)
         summary = _summary(form.check)
         await blocks.stage(form, final=True)
         await blocks.commit()
@@ -341,7 +331,13 @@ def _bad_file(errors: list[LineError]) -> GatewayError:
 # Reading and deleting.
 
 async def list_files(ctx: RequestContext, query: Mapping[str, QueryValue]) -> Reply:
-    """The caller's live files, newest first unless ``order=asc``; ``after`` is the last id of a page."""
+    """The caller's live files, newest first unless ``order=asc``; ``after`` is the last id of a page.
+
+    Query parameters are OpenAI's (``purpose``, ``limit`` 1-10000, ``order``, ``after``); Azure's
+    description lists only ``purpose``. An empty page answers ``first_id``/``last_id`` ``null``, as
+    OpenAI does, where Azure's description declares required strings: there is no id to give, and
+    the SDKs' cursor pages read the ids from ``data``, never from these fields.
+    """
     limit, after = query.get("limit", DEFAULT_LIST_LIMIT), query.get("after")
     purpose, order = query.get("purpose"), query.get("order", "desc")
     assert isinstance(limit, int) and (after is None or isinstance(after, str))

@@ -22,15 +22,16 @@ the status change itself is conditional (``store.transition``), so a batch ends 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from shared.batch import files
 from shared.batch.assemble import read_chunk, records, stage
-from shared.batch.output import block_ids, not_run
+from shared.batch.output import PART_LINES, block_ids, not_run
 from shared.batch.planned import PlannedLine
 from shared.batch.planner import numbered_lines
 from shared.jobs import access, blobs, layout, progress, retention
@@ -72,6 +73,8 @@ _OPEN = frozenset({QUEUED, RUNNING, CANCELLING})
 # the invocation that made it is gone, and another may complete that ending.
 ENDING_AT_FIELD = "ending_at"
 ENDING_CLAIM_SECONDS = 600.0
+# Error-file parts of an unplanned batch staged concurrently (each PART_LINES lines).
+_PARTS_AT_ONCE = 4
 
 
 def _claimable(ending: str | None, claimed_at: Any) -> Callable[[Mapping[str, Any]], bool]:
@@ -202,16 +205,38 @@ async def _close_unplanned(rt: Runtime, batch_id: str, row: dict[str, Any], stat
 
     So that every ``custom_id`` is accounted for, however early the batch ended (one that failed
     validation has none: its ``errors`` say why, as OpenAI's do). The input was checked at upload,
-    so a line's ``custom_id`` is read without judging the rest again.
+    so a line's ``custom_id`` is read without judging the rest again. The input streams through:
+    error lines are staged a part (``PART_LINES``) at a time, a few parts at once, so memory stays
+    flat however long the file; the block ids are those :func:`block_ids` names for the count.
     """
-    try:
-        numbered = [(index, json.loads(raw)["custom_id"]) for index, (_, raw) in
-                    enumerate([pair async for pair in numbered_lines(rt, str(row["input_file_id"]))])]
-    except blobs.BlobMissing:  # the input file was deleted meanwhile: nothing to account for
-        return {}
     code, message = _NOT_RUN[status]
-    tagged = (not_run(batch_id, PlannedLine(index, str(custom_id)), code, message) for index, custom_id in numbered)
-    _, failed = await stage(rt, batch_id, 0, tagged, layout.closing_block_id)
+    waiting: list[Coroutine[Any, Any, tuple[int, int]]] = []
+    part: list[bytes] = []
+    failed = parts = 0
+
+    def staged(records: list[bytes], number: int) -> Coroutine[Any, Any, tuple[int, int]]:
+        """One part, as the error blob's block ``closing_block_id(0, number)``."""
+        return stage(rt, batch_id, 0, records, lambda _chunk, _part: layout.closing_block_id(0, number))
+
+    try:
+        async for _, raw in numbered_lines(rt, str(row["input_file_id"])):
+            part.append(not_run(batch_id, PlannedLine(failed, str(json.loads(raw)["custom_id"])), code, message))
+            failed += 1
+            if len(part) == PART_LINES:
+                waiting.append(staged(part, parts))
+                part, parts = [], parts + 1
+            if len(waiting) == _PARTS_AT_ONCE:
+                started, waiting = waiting, []
+                await asyncio.gather(*started)
+    except BaseException as exc:
+        for coroutine in waiting:  # parts never started: the read stopped
+            coroutine.close()
+        if isinstance(exc, blobs.BlobMissing):  # the input file was deleted meanwhile: nothing to account for
+            return {}
+        raise
+    if part:
+        waiting.append(staged(part, parts))
+    await asyncio.gather(*waiting)
     fields = await _files(rt, batch_id, row, [], block_ids(0, failed, layout.closing_block_id), 0, failed)
     return {**fields, "embedded": 0, "failed": failed, "tokens": int64(0)}
 

@@ -11,7 +11,6 @@ Everything another caller owns answers exactly like what does not exist (404 ``b
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -30,11 +29,10 @@ from shared.errors import (
     invalid_batch_endpoint,
     invalid_completion_window,
     invalid_file_purpose,
-    invalid_query_parameter,
     model_not_allowed,
     model_not_embedding,
 )
-from shared.jobs import access, enqueue, messages, proof, retention
+from shared.jobs import access, enqueue, listing, messages, proof, retention
 from shared.jobs.embedding_models import is_embedding_model
 from shared.jobs.ids import is_batch_id, new_batch_id
 from shared.jobs.outage import storage_errors
@@ -62,8 +60,6 @@ ENDPOINTS = ("/v1/embeddings", "/v1/chat/completions", "/v1/responses")
 _UNVERSIONED = {endpoint.removeprefix("/v1"): endpoint for endpoint in ENDPOINTS}
 # OpenAI's only completion window; BATCH_COMPLETION_WINDOW_SECONDS says how long it really is here.
 COMPLETION_WINDOW = "24h"
-# Batches per page of the list when the caller names no ``limit`` (OpenAI's default).
-DEFAULT_PAGE = 20
 # A close step is asked for at most this often per batch (a poller reading an expired batch every
 # second must not flood the queue); a lost close message is asked for again after it.
 CLOSE_REQUEST_INTERVAL_SECONDS = 60.0
@@ -256,31 +252,12 @@ async def cancel(ctx: RequestContext, batch_id: str) -> Reply:
 
 
 async def list_batches(ctx: RequestContext, query: Mapping[str, QueryValue]) -> Reply:
-    """The caller's batches, newest first, in pages (``limit``, ``after`` = the last id of a page)."""
-    limit = query.get("limit", DEFAULT_PAGE)
-    after = query.get("after")
-    assert isinstance(limit, int) and (after is None or isinstance(after, str))
+    """The caller's batches, newest first, in pages (``limit``, ``after`` = the last id of a page),
+    read from the caller's owner index (``shared.jobs.listing``); running ones with live counts."""
     with storage_errors():
         rt = await get_runtime()
-        rows = [row for row in await rt.store.owned_rows(ctx.caller, kind=BATCH_KIND) if not retention.is_expired(row)]
-        ids = [str(row["PartitionKey"]) for row in rows]
-        start = 0
-        if after is not None:
-            if after not in ids:  # unknown, or another caller's: the same answer, revealing nothing
-                raise invalid_query_parameter("after", "not the id of one of your batches")
-            start = ids.index(after) + 1
-        page = rows[start:start + limit]
-        states = await asyncio.gather(*(_current(rt, row) for row in page))
-    data = [batch_view(str(row["PartitionKey"]), state) for row, state in zip(page, states, strict=True)]
-    return _reply(200, {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                        "last_id": data[-1]["id"] if data else None, "has_more": start + limit < len(rows)})
-
-
-async def _current(rt: Runtime, row: dict[str, Any]) -> JobState:
-    """A listed batch as ``retrieve`` shows it: an ended one's row has its totals, a running one needs its chunks."""
-    if JobState(row).status in TERMINAL:
-        return JobState(row)
-    return await rt.store.load(str(row["PartitionKey"])) or JobState(row)
+        body = await listing.owned_list(rt, ctx.caller, query, kind=BATCH_KIND, noun="batches", view=batch_view)
+    return _reply(200, body)
 
 
 __all__ = ["cancel", "create", "list_batches", "retrieve"]

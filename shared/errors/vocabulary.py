@@ -59,7 +59,6 @@ VOCABULARY: Final[Mapping[str, Kind]] = {
     "previous_response_not_found": Kind(404, INVALID_REQUEST),
     "job_not_found": Kind(404, INVALID_REQUEST),
     "batch_not_found": Kind(404, INVALID_REQUEST),
-    "results_not_found": Kind(404, INVALID_REQUEST),
     "method_not_allowed": Kind(405, INVALID_REQUEST),
     "job_not_succeeded": Kind(409, INVALID_REQUEST),
     "job_not_cancellable": Kind(409, INVALID_REQUEST),
@@ -224,10 +223,6 @@ def max_output_tokens_required() -> GatewayError:
 def job_not_found(job_id: str) -> GatewayError:
     """One answer for "no such job" and "not yours", so ids of other callers' jobs reveal nothing."""
     return _answer("job_not_found", f"No embedding job with id {job_id[:80]!r}.", param="id")
-
-
-def results_not_found() -> GatewayError:
-    return _answer("results_not_found", "The job's results blob is missing.")
 
 
 def job_not_succeeded(status: str, detail: str) -> GatewayError:

@@ -15,7 +15,8 @@ requests), ``pacer`` (rate-limit signals, interactive reserve), ``store`` (Table
 paused chunk keeps), ``results`` (result lines and blocks), ``planner``, ``worker``, ``finalize``
 (success, or an early end with partial results), ``queue_trigger`` and ``poison`` (the two queue
 triggers' handlers), ``patience`` (retries within the job's time budget), ``embedding_models``
-(which models a job may use), ``service`` (HTTP operations) and ``client`` (the producer helper).
+(which models a job may use), ``listing`` (a caller's jobs or batches in pages, by the owner
+index), ``service`` (HTTP operations) and ``client`` (the producer helper).
 Trust boundaries: ``refs`` (which blobs a message may name), ``proof`` (which job a message may act
 on), ``access`` (who owns a job), ``charge`` (the owner's token budget) and ``outage`` (storage down
 is a 503). See ``schemas/README.md`` for the contract.

@@ -1,10 +1,15 @@
 """End a job: once every chunk is recorded (succeeded), or early (cancelled, failed) with what it finished.
 
-One writer of the results blob per job: :func:`finalize` claims the ending on the row first
-(``ending``, conditional on the row's ETag) and :func:`close_incomplete` ends the job only while no
-such claim exists, so a close and a finalize that race never both commit the blob. Safe to call any
-number of times from any instance: committing the same block list gives the same blob, and the
-status change is conditional, so the job ends once, and never after it was marked failed.
+A job ends once: :func:`finalize` claims the ending on the row first (``ending``, conditional on
+the row's ETag) and :func:`close_incomplete` ends the job only while no such claim exists, so a
+close and a finalize that race never both end it. Safe to call any number of times from any
+instance: the status change is conditional, so the job ends once, and never after it was marked
+failed.
+
+A succeeded job's results are already written: every chunk's blob exists before its row
+(``shared.jobs.worker``). A job closed early gets a ``.closed.jsonl`` blob for each chunk not
+recorded at the close, a name no worker writes, so a chunk a worker finishes later cannot change
+what the ended job's results say.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from shared.jobs import blobs, layout, progress, retention
 from shared.jobs.embed import Outcome
 from shared.jobs.packing import Item
-from shared.jobs.results import iter_parts, parts_for
+from shared.jobs.results import write_chunk
 from shared.jobs.runtime import Runtime
 from shared.jobs.store import (
     BATCH_KIND,
@@ -26,7 +31,6 @@ from shared.jobs.store import (
     RUNNING,
     SUCCEEDED,
     TERMINAL,
-    ChunkState,
     clip,
     ending_is,
     int64,
@@ -50,9 +54,7 @@ async def finalize(rt: Runtime, job_id: str) -> bool:
         return False
     if state.row.get(ENDING_FIELD) != SUCCEEDED and not await rt.store.transition(
             job_id, {ENDING_FIELD: SUCCEEDED}, only_from=frozenset({RUNNING}), when=ending_is(SUCCEEDED)):
-        return False  # closed meanwhile (cancel, time budget): the close commits the results
-    block_ids = [layout.block_id(c.chunk, part) for c in state.chunks for part in range(parts_for(c.count))]
-    await blobs.commit_blocks(blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id)), block_ids)
+        return False  # closed meanwhile (cancel, time budget): the close writes the rest of the results
     embedded, failed, tokens = state.totals()
     completed_at = now()
     ended = await rt.store.transition(job_id, {
@@ -74,8 +76,8 @@ async def close_incomplete(rt: Runtime, job_id: str, *, status: str, code: str, 
     totals that makes (one conditional write, refused while :func:`finalize` holds the ending), so no
     worker starts another chunk, the job can no longer succeed, and a chunk a running worker records
     later counts nowhere: the job's counts are what its results say from the moment it ended. Last,
-    the results blob is committed in input order, an error line (``code``) for every input not kept.
-    True when this call ended the job.
+    each chunk not recorded gets its ``.closed.jsonl`` blob: what it kept, and an error line
+    (``code``) for every other input. True when this call ended the job.
     """
     state = await rt.store.load(job_id)
     if state is None or state.status in TERMINAL:
@@ -100,24 +102,19 @@ async def close_incomplete(rt: Runtime, job_id: str, *, status: str, code: str, 
     fields.update(embedded=embedded, failed=failed, tokens=int64(tokens))
     if not await rt.store.transition(job_id, fields, when=ending_is(None)):
         return False
-    await _commit_closing_results(rt, job_id, planned, done, kept, code, message)
+    await _write_closed_chunks(rt, job_id, kept, code, message)
     await rt.store.merge(job_id, {PARTIAL_RESULTS_FIELD: True})
     logger.info(json.dumps({"event": f"job_{status}", "job_id": job_id, "embedded": embedded, "failed": failed,
                             "code": code}))
     return True
 
 
-async def _commit_closing_results(rt: Runtime, job_id: str, planned: int, done: dict[int, ChunkState],
-                                  kept: dict[int, Outcome], code: str, message: str) -> None:
-    """The results blob of an ended job: finished chunks' blocks, and for the others what they kept plus errors."""
-    results = blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id))
-    block_ids: list[str] = []
-    for chunk in range(planned):
-        finished = done.get(chunk)
-        if finished is not None:
-            block_ids += [layout.block_id(chunk, part) for part in range(parts_for(finished.count))]
-            continue
-        outcome = kept[chunk]
+async def _write_closed_chunks(rt: Runtime, job_id: str, kept: dict[int, Outcome], code: str, message: str) -> None:
+    """Each unrecorded chunk's results as the close decided them: what it kept, an error line for the rest.
+
+    Recorded chunks need nothing: their blob was written before their row.
+    """
+    for chunk, outcome in sorted(kept.items()):
         source = blobs.blob_client(rt.storage, rt.container, layout.chunk_blob(job_id, chunk))
         items = [Item.from_line(json.loads(line)) async for line in blobs.iter_lines(source)]
         for item in items:
@@ -127,7 +124,5 @@ async def _commit_closing_results(rt: Runtime, job_id: str, planned: int, done: 
             elif item.index not in outcome.vectors and item.text is not None:
                 item.text = None
                 item.error_code, item.error_message = code, message
-        for part, data in iter_parts(items, outcome.vectors):
-            await blobs.stage_block(results, layout.closing_block_id(chunk, part), data)
-            block_ids.append(layout.closing_block_id(chunk, part))
-    await blobs.commit_blocks(results, block_ids)
+        await write_chunk(blobs.blob_client(rt.storage, rt.container, layout.closed_results_blob(job_id, chunk)),
+                          items, outcome.vectors)

@@ -20,10 +20,13 @@ Two rules keep the view current rather than historical:
 * the limit is whatever the latest response says (a response without ``x-ratelimit-limit-*``
   clears it), and the largest ``remaining`` seen only stands in for it for one window: a limit
   lifted or raised is used from the next response on, never held back by what was learned before;
-* ``reserve_share`` of the limit is left to interactive callers at every moment: jobs send only
-  while their own use, the rest and the request fit in the limit less that share, so when live
-  traffic uses the deployment, the jobs step back by exactly that much, and a job never spends the
-  reserve because it assumed its own earlier sends had already refilled.
+* while live traffic uses the deployment, ``reserve_share`` of the limit is left to it at every
+  moment: jobs send only while their own use, the rest and the request fit in the limit less that
+  share, so they step back by exactly that much, and a job never spends the reserve because it
+  assumed its own earlier sends had already refilled. With nobody else seen for a minute, jobs
+  keep only an idle headroom (half of the share) free: a reserve nobody uses would cap every
+  job at 0.8 of the limit. The headroom lets the first live calls through at once; the next
+  response shows their usage and the full share is held again (see :class:`_Budget`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,22 @@ WINDOW_SECONDS = 60.0
 NEGLIGIBLE_WAIT = 0.005
 # An observation without any known limit says nothing about later; after this it is dropped.
 STALE_SECONDS = 5.0
+# Usage the upstream reports beyond everything this process could have sent is live traffic only
+# above this share of the limit: rounding and small differences between our token estimate and the
+# upstream's count stay below it, and live use this small fits the idle headroom anyway.
+LIVE_NOISE_SHARE = 0.01
+# The full reserve is held this long after live traffic was last seen: its usage stays in the
+# upstream's window for a minute, and a caller that paused for a few seconds is likely back.
+LIVE_MEMORY_SECONDS = WINDOW_SECONDS
+# With no live traffic seen, jobs leave this fraction of the reserve free (0.2 -> 10% of the limit):
+# room for the first live calls until the response after them shows their usage. A quarter (5%)
+# was measured too: live traffic at ~19% of the limit starting beside a job then got 291 429s of
+# 712 calls, because a job notices it only at its next response and cannot take back what it spent.
+IDLE_HEADROOM_FRACTION = 0.5
+# Own sends are kept this long after their answer, for telling live traffic from our own charges
+# in a response that was itself under way for a while (see ``_Budget.observe``). A response slower
+# than the extra half window errs the safe way: our forgotten charges look like live traffic.
+KEEP_ANSWERED_SECONDS = 1.5 * WINDOW_SECONDS
 
 
 class Throttled(Exception):
@@ -71,6 +90,8 @@ class _Send:
     sent_at: float
     cost: int
     answered: bool = False
+    # When the answer came: the upstream charged the send at some moment in [sent_at, answered_at].
+    answered_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -83,6 +104,16 @@ class _Budget:
     which is assumed to expire at the steady rate ``capacity / 60`` since nothing says when it was
     spent. Jobs may send only while ``own + foreign + cost`` stays within the capacity less the
     reserve, so the reserve is free at every moment of the window, not only on average.
+
+    The reserve is the full ``reserve_share`` only while live traffic was seen in the last
+    :data:`LIVE_MEMORY_SECONDS`, else :data:`IDLE_HEADROOM_FRACTION` of it. ``foreign`` cannot tell
+    (it counts our unanswered sends as someone else's, to be safe when deciding the room), so a
+    sighting is usage beyond every charge of ours the upstream may still hold when it answered:
+    sends in flight, and answered ones until 60 s after their answer (it charged them at some moment
+    before), both counted as ours. Errors go the safe way: an upstream charging more than our
+    estimate, or another instance running jobs on the same deployment, is taken for live traffic
+    and the full reserve is held; live traffic hidden behind our own in-flight sends shows in a
+    later response.
     """
 
     remaining: int | None = None
@@ -93,11 +124,14 @@ class _Budget:
     # Usage not sent by this process, as of ``observed_at``.
     foreign: float = 0.0
     sends: deque[_Send] = field(default_factory=deque)
-    # The share of the limit left to interactive callers (0 <= share < 1).
+    # The share of the limit left to interactive callers while they use it (0 <= share < 1).
     reserve_share: float = 0.0
+    # When a response last showed usage that was not this process's (None: never).
+    live_seen_at: float | None = None
 
     def _forget_expired(self, now: float) -> None:
-        while self.sends and self.sends[0].answered and self.sends[0].sent_at + WINDOW_SECONDS <= now:
+        while (self.sends and self.sends[0].answered
+               and self.sends[0].answered_at + KEEP_ANSWERED_SECONDS <= now):
             self.sends.popleft()
 
     def own_usage(self, now: float, *, answered_only: bool = False) -> int:
@@ -106,12 +140,28 @@ class _Budget:
                    if (send.answered or not answered_only)
                    and (not send.answered or send.sent_at + WINDOW_SECONDS > now))
 
+    def possibly_held_upstream(self, since: float) -> int:
+        """The most of this process's charges the upstream can still count at ``since``.
+
+        In flight: perhaps charged already. Answered: charged before the answer, so held until at
+        most 60 s after it.
+        """
+        return sum(send.cost for send in self.sends
+                   if not send.answered or send.answered_at + WINDOW_SECONDS > since)
+
+    def share(self, now: float) -> float:
+        """The share of the limit jobs leave free right now: all of the reserve while live traffic is about."""
+        if self.live_seen_at is not None and now - self.live_seen_at < LIVE_MEMORY_SECONDS:
+            return self.reserve_share
+        return self.reserve_share * IDLE_HEADROOM_FRACTION
+
     def send(self, cost: int, now: float) -> _Send:
         record = _Send(now, cost)
         self.sends.append(record)
         return record
 
-    def observe(self, remaining: int | None, limit: int | None, now: float) -> None:
+    def observe(self, remaining: int | None, limit: int | None, now: float, sent_at: float | None = None) -> None:
+        """Learn from one response's headers; ``sent_at``: when its request was sent (None: unknown)."""
         if remaining is None and limit is None:
             return  # a response without rate-limit headers (an error page) says nothing
         # The latest response is the truth: a limit it no longer states (lifted) or states
@@ -128,14 +178,19 @@ class _Budget:
             # Sends still unanswered may already be charged upstream: counting them as foreign
             # errs on the side of the interactive callers, and decays like foreign usage.
             self.foreign = max(0.0, float(self.capacity() - remaining - own))
+            # The upstream counted its usage at some moment after the request was sent: nothing of
+            # ours it gave back before then can explain it. Unknown, assume no delay (the safe side).
+            beyond_ours = self.capacity() - remaining - self.possibly_held_upstream(now if sent_at is None else sent_at)
+            if beyond_ours > LIVE_NOISE_SHARE * self.capacity():
+                self.live_seen_at = now
 
     def capacity(self) -> int:
         """The per-minute amount: the stated limit, else the largest seen in the last window."""
         return self.limit or self.largest_seen
 
-    def usable(self) -> int:
-        """What jobs may use of a full window: the capacity less the interactive reserve."""
-        return int(self.capacity() * (1.0 - self.reserve_share))
+    def usable(self, now: float) -> int:
+        """What jobs may use of a full window: the capacity less the reserve held right now."""
+        return int(self.capacity() * (1.0 - self.share(now)))
 
     def rate(self) -> float:
         """Steady expiry per second assumed for usage that is not this process's own."""
@@ -147,7 +202,7 @@ class _Budget:
             return None
         self._forget_expired(now)
         foreign_now = max(0.0, self.foreign - self.rate() * (now - self.observed_at))
-        return int(self.usable() - self.own_usage(now) - foreign_now)
+        return int(self.usable(now) - self.own_usage(now) - foreign_now)
 
     def wait_for(self, cost: int, now: float) -> float:
         if self.remaining is None or cost <= 0:
@@ -155,7 +210,7 @@ class _Budget:
         if self.limit is None and now - self.observed_at > STALE_SECONDS:
             return 0.0
         self._forget_expired(now)
-        usable = self.usable()
+        usable = self.usable(now)
         # A request larger than what jobs may use of a window can only wait for that much.
         cost = min(cost, usable or cost)
         rate = self.rate()
@@ -222,7 +277,7 @@ class Pacer:
 
     def max_request_tokens(self) -> int | None:
         """The largest request jobs may send, when the limit is known: what they may use of a window."""
-        return self.tokens.usable() if self.tokens.limit else None
+        return self.tokens.usable(self._clock()) if self.tokens.limit else None
 
     async def acquire(self, cost: int, max_wait: float) -> Permit:
         """Wait (at most ``max_wait``) until a request of ``cost`` tokens is likely to pass."""
@@ -246,17 +301,19 @@ class Pacer:
                 if send is None:
                     continue
                 send.answered = True
+                send.answered_at = self._clock()
                 if not charged:
                     budget.sends.remove(send)
         if headers is not None:
-            self.observe(headers)
+            self.observe(headers, None if permit.token_send is None else permit.token_send.sent_at)
 
-    def observe(self, headers: Mapping[str, str]) -> None:
+    def observe(self, headers: Mapping[str, str], sent_at: float | None = None) -> None:
+        """Learn from a response's headers; ``sent_at``: when its request was sent, when known."""
         now = self._clock()
         self.tokens.observe(_header_int(headers, "x-ratelimit-remaining-tokens"),
-                            _header_int(headers, "x-ratelimit-limit-tokens"), now)
+                            _header_int(headers, "x-ratelimit-limit-tokens"), now, sent_at)
         self.requests.observe(_header_int(headers, "x-ratelimit-remaining-requests"),
-                              _header_int(headers, "x-ratelimit-limit-requests"), now)
+                              _header_int(headers, "x-ratelimit-limit-requests"), now, sent_at)
 
     def throttled(self, headers: Mapping[str, str]) -> float:
         """A 429 arrived: block everyone for the time it asks; returns that wait."""

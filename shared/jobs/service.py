@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -12,8 +11,8 @@ from pydantic import Field
 
 from shared.config import get_settings
 from shared.context import Reply, RequestContext
-from shared.errors import GatewayError, invalid_query_parameter, job_not_cancellable, not_found
-from shared.jobs import access, blobs, enqueue, layout, messages, proof, retention
+from shared.errors import GatewayError, job_not_cancellable, job_not_succeeded, not_found
+from shared.jobs import access, blobs, enqueue, layout, listing, messages, proof, retention
 from shared.jobs import results as result_lines
 from shared.jobs.embedding_models import job_deployment
 from shared.jobs.finalize import close_incomplete
@@ -34,8 +33,6 @@ from shared.query_params import QueryValue
 from shared.validation import parse_body
 
 ROUTE = "/api/v1/embeddings/jobs"
-# Jobs per page of the list when the caller names no ``limit`` (OpenAI's lists default to 20).
-DEFAULT_PAGE = 20
 _JSON = {"content-type": "application/json"}
 logger = logging.getLogger("gateway.jobs")
 
@@ -83,12 +80,21 @@ def job_view(job_id: str, state: JobState, container: str) -> dict[str, Any]:
             view["error"]["poison_blob"] = {"container": container, "name": row["poison_blob"]}
     if has_results(state):
         view["results"] = {"url": f"{ROUTE}/{job_id}/results", "container": container,
-                           "blob": layout.results_blob(job_id), "content_type": blobs.NDJSON}
+                           "prefix": layout.results_prefix(job_id), "content_type": blobs.NDJSON}
     return view
 
 
 def has_results(state: JobState) -> bool:
-    """Succeeded, or ended early with its finished lines committed (``finalize.close_incomplete``)."""
+    """Results can be read: while it runs (the chunks finished so far), and once it ended with them.
+
+    A job that ended early has them once its close wrote its blobs (``finalize.close_incomplete``);
+    one that ended before planning read no inputs and never has any.
+    """
+    return state.status not in TERMINAL or results_complete(state)
+
+
+def results_complete(state: JobState) -> bool:
+    """Every input has its line: succeeded, or ended early with the close's blobs written."""
     return state.status == SUCCEEDED or (state.status in (FAILED, CANCELLED)
                                          and bool(state.row.get(PARTIAL_RESULTS_FIELD)))
 
@@ -149,33 +155,15 @@ async def _queue_form(rt: Runtime, message: messages.JobMessage) -> str:
 async def list_jobs(ctx: RequestContext, query: Mapping[str, QueryValue]) -> Reply:
     """The caller's own jobs, newest first, in pages (``limit``, ``after`` = the last id of a page).
 
-    Shaped like OpenAI's lists (``data``, ``first_id``, ``last_id``, ``has_more``). Running jobs are
-    read with their chunk rows so their counts are live, as in ``status``.
+    Shaped like OpenAI's lists (``data``, ``first_id``, ``last_id``, ``has_more``), read from the
+    caller's owner index (``shared.jobs.listing``). Running jobs are read with their chunk rows so
+    their counts are live, as in ``status``.
     """
-    limit = query.get("limit", DEFAULT_PAGE)
-    after = query.get("after")
-    assert isinstance(limit, int) and (after is None or isinstance(after, str))
     with storage_errors():
         rt = await get_runtime()
-        rows = [row for row in await rt.store.owned_rows(ctx.caller) if not retention.is_expired(row)]
-        ids = [str(row["PartitionKey"]) for row in rows]
-        start = 0
-        if after is not None:
-            if after not in ids:  # unknown, or another caller's: the same answer, revealing nothing
-                raise invalid_query_parameter("after", "not the id of one of your embedding jobs")
-            start = ids.index(after) + 1
-        page = rows[start:start + limit]
-        states = await asyncio.gather(*(_current(rt, row) for row in page))
-    data = [job_view(str(row["PartitionKey"]), state, rt.container) for row, state in zip(page, states, strict=True)]
-    return _reply(200, {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                        "last_id": data[-1]["id"] if data else None, "has_more": start + limit < len(rows)})
-
-
-async def _current(rt: Runtime, row: dict[str, Any]) -> JobState:
-    """A listed job as ``status`` shows it: a finished job's row has its totals, a running one needs its chunks."""
-    if JobState(row).status in TERMINAL:
-        return JobState(row)
-    return await rt.store.load(str(row["PartitionKey"])) or JobState(row)
+        body = await listing.owned_list(rt, ctx.caller, query, kind=listing.JOB_KIND, noun="embedding jobs",
+                                        view=lambda job_id, state: job_view(job_id, state, rt.container))
+    return _reply(200, body)
 
 
 def _readable(row: Mapping[str, Any], caller: str) -> bool:
@@ -226,10 +214,12 @@ async def cancel(ctx: RequestContext, job_id: str) -> Reply:
 
 
 async def results(ctx: RequestContext, job_id: str, query: Mapping[str, QueryValue]) -> Reply:
-    """The results blob, streamed through as it downloads (memory stays flat).
+    """The results blobs in input order, streamed through as they download (memory stays flat).
 
-    ``encoding_format=base64`` re-encodes each vector on the way out (``results.base64_lines``); the
-    blob itself keeps the floats, so one stored form serves both.
+    Readable while the job runs: the lines of the chunks finished so far, each blob listed only once
+    whole, so a chunk is all there or not at all (``x-job-results: partial``); ``complete`` once
+    every input has its line. ``encoding_format=base64`` re-encodes each vector on the way out
+    (``results.base64_lines``); the blobs keep the floats, so one stored form serves both.
     """
     with storage_errors():
         rt = await get_runtime()
@@ -238,31 +228,24 @@ async def results(ctx: RequestContext, job_id: str, query: Mapping[str, QueryVal
             raise _no_such_job(job_id)
         state = JobState(row)
         if not has_results(state):
-            detail = f": {row.get('error')}" if state.status in (FAILED, CANCELLED) \
-                else "; poll the job until it has ended"
-            raise GatewayError(409, f"The job is {state.status}, it has no results{detail}.",
-                               code="job_not_succeeded")
-        blob = blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id))
-        events = await _open(blob)
+            raise job_not_succeeded(state.status, f": {row.get('error')}")
+        # "jobs/{id}/results" lists the chunks' blobs and a job's legacy single blob alike.
+        found = rt.storage.blob.get_container_client(rt.container).list_blobs(
+            name_starts_with=layout.legacy_results_blob(job_id).removesuffix(".jsonl"))
+        names = result_lines.readable_blobs([blob.name async for blob in found], job_id)
+    events = _stream(rt, names)
     if query.get("encoding_format") == "base64":
         events = result_lines.base64_lines(events)
-    return Reply(200, headers={"content-type": blobs.NDJSON, "x-job-status": state.status}, events=events)
+    headers = {"content-type": blobs.NDJSON, "x-job-status": state.status,
+               "x-job-results": "complete" if results_complete(state) else "partial"}
+    return Reply(200, headers=headers, events=events)
 
 
-async def _open(blob: Any) -> AsyncIterator[bytes]:
-    """Start the download now (so a missing blob is a 404, not a broken stream) and stream the rest."""
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        downloader = await blob.download_blob(max_concurrency=1)
-    except ResourceNotFoundError:
-        raise not_found("The job's results blob is missing.", code="results_not_found") from None
-
-    async def stream() -> AsyncIterator[bytes]:
-        async for piece in downloader.chunks():
+async def _stream(rt: Runtime, names: list[str]) -> AsyncIterator[bytes]:
+    """The blobs one after another, a download piece at a time."""
+    for name in names:
+        async for piece in blobs.iter_chunks(blobs.blob_client(rt.storage, rt.container, name)):
             yield piece
-
-    return stream()
 
 
 __all__ = ["cancel", "list_jobs", "results", "status", "submit"]

@@ -7,13 +7,18 @@ finished job is one point read.
 
 State changes that must not be lost or reversed (``succeeded``/``failed``) are conditional on the
 row's ETag; a terminal status is never changed again.
+
+An owned job or batch also has an owner-index row (``layout.owner_partition``), written before its
+job row, so a listed id may name a row not written yet (or one whose creation failed) but an owned
+row always has its index entry; readers (``shared.jobs.listing``) check each entry against its row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +46,8 @@ METADATA_FIELD = "user_metadata"
 # How a job or batch is being ended, claimed (on the row, conditionally) before its results or files are
 # written: whoever ends it writes them, alone, and the row's totals are theirs (``finalize``, ``shared.batch.finish``).
 ENDING_FIELD = "ending"
+# An owner-index entry's pointer to its job or batch.
+INDEX_ID_FIELD = "id"
 
 
 def now() -> float:
@@ -137,6 +144,24 @@ def ending_is(status: str | None) -> Callable[[Mapping[str, Any]], bool]:
     return check
 
 
+def index_kind(row: Mapping[str, Any]) -> str:
+    """Which list a row belongs to: ``"batch"`` (the Batch API) or ``"job"`` (an embedding job)."""
+    return BATCH_KIND if row.get(KIND_FIELD) == BATCH_KIND else "job"
+
+
+def index_key(job_id: str, row: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(PartitionKey, RowKey) of the row's owner-index entry; None for a row no caller owns (or undated).
+
+    Follows from the row alone (owner, kind, ``created_at``: none of them ever changes), so the
+    writer, the sweeper and a reader checking an entry all name the same key.
+    """
+    owner, created_at = row.get("owner"), row.get("created_at")
+    if not isinstance(owner, str) or not owner or isinstance(created_at, bool) \
+            or not isinstance(created_at, int | float):
+        return None
+    return layout.owner_partition(owner), layout.owner_index_row(index_kind(row), created_at, job_id)
+
+
 def fields_for(message: JobMessage, deployment: str | None, source: str, *, token: str,
                owner: str | None = None) -> dict[str, Any]:
     """The job row's fields at submission (``deployment`` once the model is resolved).
@@ -165,14 +190,69 @@ class JobStore:
         self.table = table
 
     async def create(self, job_id: str, fields: Mapping[str, Any]) -> bool:
-        """Insert the job row; False when it already exists (a redelivered or replayed submit)."""
-        from azure.core.exceptions import ResourceExistsError
+        """Insert the job row (after its owner-index entry); False when it already exists (a replayed submit).
+
+        An owned row is looked for first, so a replay (the planner creates every job it plans) writes
+        no index entry of its own.
+        """
+        if index_key(job_id, fields) is not None and await self._exists(job_id):
+            return False
+        return await self._insert({"PartitionKey": job_id, "RowKey": layout.JOB_ROW, **fields})
+
+    async def _exists(self, job_id: str) -> bool:
+        from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            await self.table.create_entity({"PartitionKey": job_id, "RowKey": layout.JOB_ROW, **fields})
-        except ResourceExistsError:
+            await self.table.get_entity(job_id, layout.JOB_ROW, select=["RowKey"])
+        except ResourceNotFoundError:
             return False
         return True
+
+    async def _insert(self, entity: dict[str, Any]) -> bool:
+        """Create the job row, its owner-index entry first; False (and no stray entry) when the row exists."""
+        from azure.core.exceptions import ResourceExistsError
+
+        job_id = str(entity["PartitionKey"])
+        key = index_key(job_id, entity)
+        await self.put_index(job_id, entity)
+        try:
+            await self.table.create_entity(entity)
+        except ResourceExistsError:
+            if key is not None:  # lost a race to another create: keep only the entry of the row that exists
+                existing = await self.get_row(job_id)
+                if existing is None or index_key(job_id, existing) != key:
+                    await self._delete_index_entry(key)
+            return False
+        return True
+
+    async def _delete_index_entry(self, key: tuple[str, str]) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):  # already gone: deleting is idempotent
+            await self.table.delete_entity(key[0], key[1])
+
+    async def put_index(self, job_id: str, row: Mapping[str, Any]) -> bool:
+        """Write the row's owner-index entry (idempotent: the key follows from the row); False when unowned."""
+        key = index_key(job_id, row)
+        if key is not None:
+            await self.table.upsert_entity({"PartitionKey": key[0], "RowKey": key[1], INDEX_ID_FIELD: job_id})
+        return key is not None
+
+    async def delete_index(self, job_id: str, row: Mapping[str, Any]) -> None:
+        """Delete the row's owner-index entry (the sweeper, with the row); nothing to delete is fine."""
+        key = index_key(job_id, row)
+        if key is not None:
+            await self._delete_index_entry(key)
+
+    def owner_index(self, owner: str, kind: str, *, after: str | None,
+                    per_page: int) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """The owner's index entries of one kind, newest first, after the RowKey ``after``; pages of ``per_page``."""
+        prefix = layout.owner_index_prefix(kind)
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # every key with the prefix sorts below this
+        return self.table.query_entities(
+            "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high",
+            parameters={"pk": layout.owner_partition(owner), "low": after or prefix, "high": end},
+            select=["RowKey", INDEX_ID_FIELD], results_per_page=per_page).by_page()
 
     async def get_row(self, job_id: str) -> dict[str, Any] | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -200,24 +280,6 @@ class JobStore:
             return None
         chunks.sort(key=lambda c: c.chunk)
         return JobState(row, chunks)
-
-    async def owned_rows(self, owner: str, kind: str | None = None) -> list[dict[str, Any]]:
-        """The rows of one owner's embedding jobs (``kind=None``) or batches (``kind="batch"``),
-        newest first (ties broken by id, so pages are stable).
-
-        One filtered query across partitions: Table storage scans the table for it, which is fine at
-        the job counts a gateway holds; an owner index (one partition per owner) is the next step.
-        Embedding-job rows have no ``kind``, and a filter on a missing property matches nothing, so
-        they are told apart here rather than in the query.
-        """
-        query, parameters = "RowKey eq @row and owner eq @owner", {"row": layout.JOB_ROW, "owner": owner}
-        if kind is not None:
-            query, parameters = query + " and kind eq @kind", {**parameters, "kind": kind}
-        entities = self.table.query_entities(query, parameters=parameters)
-        rows: list[dict[str, Any]] = [entity async for entity in entities
-                                      if kind is not None or entity.get(KIND_FIELD) is None]
-        rows.sort(key=lambda row: (float(row.get("created_at") or 0), row["PartitionKey"]), reverse=True)
-        return rows
 
     async def merge(self, job_id: str, fields: Mapping[str, Any], etag: str | None = None) -> None:
         """Merge fields into the job row (conditional on ``etag`` when given)."""
@@ -258,19 +320,17 @@ class JobStore:
 
         Returns True when this call made the change.
         """
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         for _ in range(8):
             row = await self.get_row(job_id)
             if row is None:
                 if not create_if_missing:
                     return False
-                try:
-                    await self.table.create_entity({"PartitionKey": job_id, "RowKey": layout.JOB_ROW,
-                                                    "created_at": now(), **fields})
+                if await self._insert({"PartitionKey": job_id, "RowKey": layout.JOB_ROW, "created_at": now(),
+                                       **fields}):
                     return True
-                except ResourceExistsError:
-                    continue
+                continue
             state = JobState(row)
             if state.status in TERMINAL or (only_from is not None and state.status not in only_from) \
                     or (when is not None and not when(row)):

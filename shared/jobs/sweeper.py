@@ -7,7 +7,8 @@ rebuilt from ids that passed the strict id checks (``shared.jobs.ids``), so a ro
 like ``..``, ``x/../files`` or another container's name deletes nothing but is logged.
 
 Order makes it idempotent and safe to stop anywhere: blobs first, then the partition's other rows,
-the ``job`` (or ``file``) row last and only if unchanged since it was judged. A run cut short (time
+the ``job`` (or ``file``) row last and only if unchanged since it was judged, then a job's owner-index
+entry (``store.delete_index``; one a crash leaves behind is skipped by lists). A run cut short (time
 budget, page bound, a crash) leaves an expired row that the next run finds again; readers already
 answer 404 for it. Bounded per run: at most ``max_pages`` pages of candidates per kind and
 ``time_budget`` seconds; what is left waits for the next run (``SweepReport.more``).
@@ -163,20 +164,32 @@ class Sweeper:
         except ResourceNotFoundError:
             return None
 
-    async def _sweep_job(self, listed: dict[str, Any]) -> None:
-        job_id = listed.get("PartitionKey")
-        if not ids.is_engine_id(job_id):
-            self._skip("job", job_id, "not a job or batch id")
-            return
-        assert isinstance(job_id, str)
-        row = await self._fresh(job_id, layout.JOB_ROW)
+    async def _expired_candidate(self, listed: dict[str, Any], kind: str, valid: Callable[[object], bool],
+                                 row_key: str, invalid: str) -> tuple[str, dict[str, Any]] | None:
+        """A listed candidate's id and fresh row, when the row is still there and expired; a key that is not a
+        valid id (``invalid`` says why) is skipped and logged, never used to name anything."""
+        key = listed.get("PartitionKey")
+        if not valid(key):
+            self._skip(kind, key, invalid)
+            return None
+        assert isinstance(key, str)
+        row = await self._fresh(key, row_key)
         if row is None or not self._expired(row):
+            return None
+        return key, row
+
+    async def _sweep_job(self, listed: dict[str, Any]) -> None:
+        found = await self._expired_candidate(listed, "job", ids.is_engine_id, layout.JOB_ROW, "not a job or batch id")
+        if found is None:
             return
+        job_id, row = found
         keep: set[str] = set()
         if ids.is_batch_id(job_id):
             keep = await self._batch_files(job_id)
         blobs = await self._delete_blobs(f"jobs/{job_id}/", keep)
         rows = await self._delete_partition(job_id, layout.JOB_ROW, row)
+        if await self._fresh(job_id, layout.JOB_ROW) is None:  # gone (not changed since judged): its index entry too
+            await self.rt.store.delete_index(job_id, row)
         kind = "batch" if ids.is_batch_id(job_id) else "job"
         if kind == "batch":
             self.report.batches += 1
@@ -200,15 +213,9 @@ class Sweeper:
         return keep
 
     async def _sweep_file(self, listed: dict[str, Any]) -> None:
-        file_id = listed.get("PartitionKey")
-        if not ids.is_file_id(file_id):
-            self._skip("file", file_id, "not a file id")
-            return
-        assert isinstance(file_id, str)
-        row = await self._fresh(file_id, layout.FILE_ROW)
-        if row is None or not self._expired(row):
-            return
-        await self._delete_file(file_id, row)
+        found = await self._expired_candidate(listed, "file", ids.is_file_id, layout.FILE_ROW, "not a file id")
+        if found is not None:
+            await self._delete_file(*found)
 
     async def _delete_file(self, file_id: str, row: dict[str, Any]) -> None:
         blob = row.get("blob")

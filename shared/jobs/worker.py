@@ -1,4 +1,4 @@
-"""A ``chunk`` message: embed one planned request's inputs and stage them as blocks of the results blob.
+"""A ``chunk`` message: embed one planned request's inputs and write them as the chunk's results blob.
 
 Order of effects, chosen so that a crash or redelivery at any point is harmless:
 
@@ -9,9 +9,15 @@ Order of effects, chosen so that a crash or redelivery at any point is harmless:
    repeated after a crash), and settle the reservation with the tokens the upstream reported;
    stopped part-way (throttled for long, an outage), keep what was embedded (``shared.jobs.progress``)
    before the message goes back to the queue: the next delivery sends only the rest;
-3. stage the result blocks under deterministic ids (re-staging replaces);
-4. write the chunk row (insert-or-replace, same values);
-5. try to finalize: whoever sees every chunk row commits the block list and ends the job.
+3. write the chunk's results blob whole (``results.write_chunk``: its parts staged under
+   deterministic ids, then committed; a redelivery writes the same blob again), readable from then
+   on, also while the job runs;
+4. write the chunk row (insert-or-replace, same values): a chunk row always has its blob;
+5. try to finalize: whoever sees every chunk row ends the job (succeeded).
+
+A worker that started before its job ended early still writes its blob, under the worker's name;
+the close wrote that chunk's ``.closed.jsonl`` blob, which readers take instead, so what the
+ended job's results say never changes.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from shared.jobs.finalize import finalize
 from shared.jobs.messages import ChunkMessage
 from shared.jobs.pacer import Pacer, Throttled
 from shared.jobs.packing import Item
-from shared.jobs.results import iter_parts
+from shared.jobs.results import write_chunk
 from shared.jobs.runtime import Runtime
 from shared.jobs.store import BATCH_KIND, KIND_FIELD, TERMINAL, ChunkState, JobState
 
@@ -79,9 +85,8 @@ async def run_chunk(rt: Runtime, message: ChunkMessage, pacer: Pacer) -> None:
     charge.settle(hold, fresh.tokens)
     outcome.absorb(fresh)
 
-    results = blobs.blob_client(rt.storage, rt.container, layout.results_blob(job_id))
-    for part, data in iter_parts(items, outcome.vectors):
-        await blobs.stage_block(results, layout.block_id(message.chunk, part), data)
+    results = blobs.blob_client(rt.storage, rt.container, layout.chunk_results_blob(job_id, message.chunk))
+    await write_chunk(results, items, outcome.vectors)
     embedded = len(outcome.vectors)
     await rt.store.record_chunk(job_id, ChunkState(chunk=message.chunk, count=len(items), embedded=embedded,
                                                    failed=len(items) - embedded, tokens=outcome.tokens))

@@ -13,7 +13,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import openai
@@ -24,6 +24,9 @@ from devhost.stack import Stack
 from shared.callers import identify
 from tests.jobs.harness import Pipeline
 from tests.security.conftest import Sim, start_stack
+
+if TYPE_CHECKING:
+    from shared.context import RequestContext
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -415,30 +418,43 @@ def test_the_openapi_create_schema_matches_the_route(body: dict[str, Any], ok: b
     assert accepted_by_schema == accepted_by_route == ok
 
 
-@pytest.mark.asyncio(loop_scope="session")
-async def test_a_batch_that_cannot_be_queued_ends_failed_and_the_caller_gets_503(
-        pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    from azure.core.exceptions import ServiceRequestError
-
-    from shared.batch import files, service
+async def new_caller_with_a_batch_file(pipeline: Pipeline) -> tuple[RequestContext, bytes]:
+    """A request context of a new caller, and the create body of a batch of a two-line file recorded as theirs."""
+    from shared.batch import files
     from shared.context import RequestContext
-    from shared.errors import GatewayError
-    from shared.jobs import enqueue
 
     caller = identify({"x-functions-key": new_key()})
     file_id = "file-" + secrets.token_hex(16)
     await files.record_file(pipeline.runtime, file_id, owner=caller, purpose="batch", filename="in.jsonl", size=10,
                             lines=2, blob=f"files/{file_id}.jsonl", endpoint="/v1/embeddings", model="embed")
+    ctx = RequestContext.new(30)
+    ctx.caller = caller
+    body = {"input_file_id": file_id, "endpoint": "/v1/embeddings", "completion_window": "24h"}
+    return ctx, json.dumps(body).encode()
+
+
+def queue_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on every queue message fails to send, as when the queue service cannot be reached."""
+    from azure.core.exceptions import ServiceRequestError
+
+    from shared.jobs import enqueue
 
     async def queue_down(*_: Any, **__: Any) -> None:
         raise ServiceRequestError("the queue service cannot be reached")
 
     monkeypatch.setattr(enqueue, "put_message", queue_down)
-    ctx = RequestContext.new(30)
-    ctx.caller = caller
-    body = {"input_file_id": file_id, "endpoint": "/v1/embeddings", "completion_window": "24h"}
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_batch_that_cannot_be_queued_ends_failed_and_the_caller_gets_503(
+        pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.batch import service
+    from shared.errors import GatewayError
+
+    ctx, body = await new_caller_with_a_batch_file(pipeline)
+    queue_unreachable(monkeypatch)
     with pytest.raises(GatewayError) as refused:
-        await service.create(ctx, json.dumps(body).encode())
+        await service.create(ctx, body)
     assert (refused.value.status, refused.value.code) == (503, "storage_unavailable")
     listed = json.loads((await service.list_batches(ctx, {})).body)["data"]
     assert len(listed) == 1 and listed[0]["status"] == "failed" and listed[0]["failed_at"] is not None
@@ -451,32 +467,20 @@ async def test_a_cancel_whose_close_could_not_be_queued_asks_again_on_the_next_c
         pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     import base64
 
-    from azure.core.exceptions import ServiceRequestError
-
-    from shared.batch import files, service
-    from shared.context import RequestContext
+    from shared.batch import service
     from shared.errors import GatewayError
     from shared.jobs import enqueue
 
-    caller = identify({"x-functions-key": new_key()})
-    file_id = "file-" + secrets.token_hex(16)
-    await files.record_file(pipeline.runtime, file_id, owner=caller, purpose="batch", filename="in.jsonl", size=10,
-                            lines=2, blob=f"files/{file_id}.jsonl", endpoint="/v1/embeddings", model="embed")
-    ctx = RequestContext.new(30)
-    ctx.caller = caller
-    body = {"input_file_id": file_id, "endpoint": "/v1/embeddings", "completion_window": "24h"}
-    batch_id = json.loads((await service.create(ctx, json.dumps(body).encode())).body)["id"]
+    ctx, body = await new_caller_with_a_batch_file(pipeline)
+    batch_id = json.loads((await service.create(ctx, body)).body)["id"]
     working = enqueue.put_message
-
-    async def queue_down(*_: Any, **__: Any) -> None:
-        raise ServiceRequestError("the queue service cannot be reached")
 
     async def closes() -> list[dict[str, Any]]:
         peeked = await pipeline.runtime.queue.peek_messages(max_messages=32)
         sent = [json.loads(base64.b64decode(m.content)) for m in peeked]
         return [m for m in sent if m.get("id") == batch_id and m.get("action") == "close"]
 
-    monkeypatch.setattr(enqueue, "put_message", queue_down)
+    queue_unreachable(monkeypatch)
     with pytest.raises(GatewayError) as refused:
         await service.cancel(ctx, batch_id)
     assert refused.value.status == 503 and await closes() == []

@@ -73,6 +73,50 @@ async function waitWords(page, words) {
   }, words, { timeout: 15000 });
 }
 
+/** Load args.lines (one a line) into the jobs panel as a file; return what the page counted once it has. */
+async function loadLines(page, filename) {
+  await page.setInputFiles("#job-file", {
+    name: filename, mimeType: "text/plain", buffer: Buffer.from(`${args.lines.join("\n")}\n`),
+  });
+  await page.waitForFunction((n) => document.getElementById("job-lines").textContent.startsWith(`${n} `), args.lines.length);
+  return page.textContent("#job-lines");
+}
+
+/**
+ * Read the jobs panel every 50 ms until its status is one of `ends`, an error shows, or args.timeoutMs
+ * passes; keeps each state in which one of the `watched` fields changed, and the last status.
+ */
+async function watchPanel(page, ends, watched) {
+  const samples = [];
+  const deadline = Date.now() + (args.timeoutMs ?? 40000);
+  let status = "";
+  while (Date.now() < deadline) {
+    const sample = await page.evaluate(() => ({
+      value: document.getElementById("job-progress").value,
+      percent: document.getElementById("job-percent").textContent,
+      status: document.getElementById("job-state").textContent,
+      counts: document.getElementById("job-counts").textContent,
+      visible: !document.getElementById("job-view").hidden,
+      error: document.getElementById("job-error").hidden ? "" : document.getElementById("job-error").innerText,
+    }));
+    const prev = samples[samples.length - 1];
+    if (!prev || watched.some((key) => prev[key] !== sample[key])) samples.push(sample);
+    status = sample.status;
+    if (ends.includes(status) || sample.error) break;
+    await page.waitForTimeout(50);
+  }
+  return { samples, status };
+}
+
+/** Click a download button; return the suggested file name and the file's non-blank lines. */
+async function downloadLines(page, selector, suffix) {
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click(selector)]);
+  const file = path.join(args.artifacts, `${args.name}-${suffix}.jsonl`);
+  await download.saveAs(file); // the browser may be remote (serve mode): copy the file over
+  const lines = (await readFile(file, "utf8")).split("\n").filter((l) => l.trim());
+  return { filename: download.suggestedFilename(), lines };
+}
+
 const scenarios = {
   /** Send prompts one after the other; watch every reply grow; keep the request bodies. */
   async chat(page) {
@@ -149,40 +193,15 @@ const scenarios = {
   /** Upload a file of lines, submit the job, watch progress to the end, download the results. */
   async job(page) {
     await open(page, args.url);
-    await page.setInputFiles("#job-file", {
-      name: "inputs.txt", mimeType: "text/plain", buffer: Buffer.from(args.lines.join("\n") + "\n"),
-    });
-    await page.waitForFunction((n) => document.getElementById("job-lines").textContent.startsWith(`${n} `), args.lines.length);
-    const counted = await page.textContent("#job-lines");
+    const counted = await loadLines(page, "inputs.txt");
     await page.click("#job-submit");
-    const samples = [];
-    const deadline = Date.now() + (args.timeoutMs ?? 40000);
-    let status = "";
-    while (Date.now() < deadline) {
-      const sample = await page.evaluate(() => ({
-        value: document.getElementById("job-progress").value,
-        percent: document.getElementById("job-percent").textContent,
-        status: document.getElementById("job-state").textContent,
-        counts: document.getElementById("job-counts").textContent,
-        visible: !document.getElementById("job-view").hidden,
-        error: document.getElementById("job-error").hidden ? "" : document.getElementById("job-error").innerText,
-      }));
-      const prev = samples[samples.length - 1];
-      if (!prev || prev.value !== sample.value || prev.status !== sample.status || prev.error !== sample.error) samples.push(sample);
-      status = sample.status;
-      if (["succeeded", "failed"].includes(status) || sample.error) break;
-      await page.waitForTimeout(50);
-    }
+    const { samples, status } = await watchPanel(page, ["succeeded", "failed"], ["value", "status", "error"]);
     await shot(page, "job");
     const result = { counted, samples, status, jobId: await page.textContent("#job-id") };
     if (status !== "succeeded") return result;
     await page.waitForFunction(() => !document.getElementById("job-download").disabled);
-    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#job-download")]);
-    const saved = path.join(args.artifacts, `${args.name}-results.jsonl`);
-    await download.saveAs(saved); // the browser may be remote (serve mode): copy the file over
-    const text = await readFile(saved, "utf8");
-    const rows = text.split("\n").filter((l) => l.trim());
-    return { ...result, filename: download.suggestedFilename(), rows: rows.length, firstRow: JSON.parse(rows[0]) };
+    const { filename, lines } = await downloadLines(page, "#job-download", "results");
+    return { ...result, filename, rows: lines.length, firstRow: JSON.parse(lines[0]) };
   },
 
   /** The page on another origin: does it connect (and chat), or show why not? */
@@ -313,46 +332,22 @@ scenarios.batch = async (page) => {
   page.on("request", (req) => requested.push(`${req.method()} ${new URL(req.url()).pathname}`));
   await open(page, args.url);
   await page.check('input[name="job-kind"][value="batch"]');
-  await page.setInputFiles("#job-file", {
-    name: args.filename ?? "inputs.txt", mimeType: "text/plain", buffer: Buffer.from(`${args.lines.join("\n")}\n`),
-  });
-  await page.waitForFunction((n) => document.getElementById("job-lines").textContent.startsWith(`${n} `), args.lines.length);
-  const counted = await page.textContent("#job-lines");
+  const counted = await loadLines(page, args.filename ?? "inputs.txt");
   const button = await page.textContent("#job-submit");
   await page.click("#job-submit");
-  const samples = [];
-  const deadline = Date.now() + (args.timeoutMs ?? 40000);
-  let status = "";
-  while (Date.now() < deadline) {
-    const sample = await page.evaluate(() => ({
-      value: document.getElementById("job-progress").value,
-      percent: document.getElementById("job-percent").textContent,
-      status: document.getElementById("job-state").textContent,
-      counts: document.getElementById("job-counts").textContent,
-      visible: !document.getElementById("job-view").hidden,
-      error: document.getElementById("job-error").hidden ? "" : document.getElementById("job-error").innerText,
-    }));
-    const prev = samples[samples.length - 1];
-    if (!prev || prev.value !== sample.value || prev.status !== sample.status || prev.counts !== sample.counts
-        || prev.error !== sample.error) samples.push(sample);
-    status = sample.status;
-    if (["completed", "failed", "cancelled", "expired"].includes(status) || sample.error) break;
-    await page.waitForTimeout(50);
-  }
+  const { samples, status } = await watchPanel(page, ["completed", "failed", "cancelled", "expired"],
+    ["value", "status", "counts", "error"]);
   await shot(page, "batch");
   const result = { counted, button, samples, status, batchId: await page.textContent("#job-id"), requested };
   if (status !== "completed") return result;
   const saved = async (selector, suffix) => {
-    const [download] = await Promise.all([page.waitForEvent("download"), page.click(selector)]);
-    const file = path.join(args.artifacts, `${args.name}-${suffix}.jsonl`);
-    await download.saveAs(file); // the browser may be remote (serve mode): copy the file over
+    const { filename, lines } = await downloadLines(page, selector, suffix);
     // Summarised: whole vectors would make the RESULT line megabytes long.
-    const rows = (await readFile(file, "utf8")).split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l))
-      .map((row) => ({
-        custom_id: row.custom_id, status: row.response?.status_code ?? null, error: row.error?.code ?? null,
-        dims: row.response?.body?.data?.[0]?.embedding?.length ?? null,
-      }));
-    return { filename: download.suggestedFilename(), rows };
+    const rows = lines.map((l) => JSON.parse(l)).map((row) => ({
+      custom_id: row.custom_id, status: row.response?.status_code ?? null, error: row.error?.code ?? null,
+      dims: row.response?.body?.data?.[0]?.embedding?.length ?? null,
+    }));
+    return { filename, rows };
   };
   await page.waitForFunction(() => !document.getElementById("job-download").disabled);
   result.output = await saved("#job-download", "output");

@@ -558,20 +558,30 @@ def test_duplicated_queue_messages_give_each_line_once(stack: Stack, client: ope
     assert outcome(client, again) == (output, errors)
 
 
-def test_a_host_killed_mid_batch_is_finished_by_the_next_one(stack: Stack, client: openai.OpenAI, sim: Sim) -> None:
-    sim.fault(kind="slow_first_byte", path="embeddings", ms=2500, count=100)
-    lines = big_lines(6, "killed")
+def survives_mid_batch(client: openai.OpenAI, sim: Sim, prefix: str, request_ms: int,
+                       disrupt: Callable[[], None], timeout: float) -> None:
+    """A batch of six 1,000-input lines, disrupted while chunks are in flight (each upstream call takes
+    ``request_ms``), completes with every line once, in order."""
+    sim.fault(kind="slow_first_byte", path="embeddings", ms=request_ms, count=100)
+    lines = big_lines(6, prefix)
     created = submit(client, lines)
     wait_in_flight(sim)
-    stack.kill_host()
-    stack.restart_host()
-    done = poll(client, created.id, timeout=60, interval=0.25)[-1]
+    disrupt()
+    done = poll(client, created.id, timeout=timeout, interval=0.25)[-1]
     assert done.status == "completed", done
     assert done.request_counts is not None
     assert (done.request_counts.completed, done.request_counts.failed) == (6, 0)
     output, errors = outcome(client, done)
     assert errors == []
     assert_each_once_in_order(lines, output, errors)
+
+
+def test_a_host_killed_mid_batch_is_finished_by_the_next_one(stack: Stack, client: openai.OpenAI, sim: Sim) -> None:
+    def kill_and_restart() -> None:
+        stack.kill_host()
+        stack.restart_host()
+
+    survives_mid_batch(client, sim, "killed", 2500, kill_and_restart, timeout=60)
 
 
 def test_long_throttling_delays_the_batch_but_loses_nothing(client: openai.OpenAI, sim: Sim) -> None:
@@ -595,15 +605,4 @@ def test_long_throttling_delays_the_batch_but_loses_nothing(client: openai.OpenA
 
 def test_storage_restarted_mid_batch_repeats_and_loses_nothing(stack: Stack, client: openai.OpenAI, sim: Sim) -> None:
     # Every embeddings call takes 2 s, so chunks are in flight when Azurite goes down and comes back.
-    sim.fault(kind="slow_first_byte", path="embeddings", ms=2000, count=100)
-    lines = big_lines(6, "storage-restart")
-    created = submit(client, lines)
-    wait_in_flight(sim)
-    stack.restart_azurite()
-    done = poll(client, created.id, timeout=90, interval=0.25)[-1]
-    assert done.status == "completed", done
-    assert done.request_counts is not None
-    assert (done.request_counts.completed, done.request_counts.failed) == (6, 0)
-    output, errors = outcome(client, done)
-    assert errors == []
-    assert_each_once_in_order(lines, output, errors)
+    survives_mid_batch(client, sim, "storage-restart", 2000, stack.restart_azurite, timeout=90)

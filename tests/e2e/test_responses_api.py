@@ -174,7 +174,7 @@ def _stored(client: openai.OpenAI) -> str:
 
 @pytest.mark.parametrize(("query", "code", "param"), [
     ("limitt=2", "unknown_parameter", "limitt"),
-    ("api-version=preview", "unknown_parameter", "api-version"),
+    ("api-version=preview", "invalid_query_parameter", "api-version"),
     ("limit=0", "invalid_query_parameter", "limit"),
     ("limit=101", "invalid_query_parameter", "limit"),
     ("limit=%2B5", "invalid_query_parameter", "limit"),
@@ -190,6 +190,36 @@ def test_a_bad_input_items_query_is_refused_before_the_upstream(
     assert reply.status_code == 400, reply.text
     assert (reply.json()["error"]["code"], reply.json()["error"]["param"]) == (code, param)
     assert not any(seen_by(sim, "responses/{id}/input_items") for sim in sims)
+
+
+@pytest.mark.parametrize(("path", "query", "code", "param"), [
+    ("/chat/completions", "stream=true", "unknown_parameter", "stream"),
+    ("/chat/completions", "api-version=preview", "invalid_query_parameter", "api-version"),
+    ("/responses", "model=other", "unknown_parameter", "model"),
+    ("/embeddings", "api-version=2024-10-21", "invalid_query_parameter", "api-version"),
+])
+def test_a_query_on_a_body_route_is_refused_never_dropped(
+        http: httpx.Client, key: str, sims: Any, path: str, query: str, code: str, param: str) -> None:
+    # A POST route reads no query; something added to its URL (a second ``stream``, Azure's preview
+    # api-version) must not be silently ignored while the caller believes it applied.
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "input": "hi"}
+    reply = http.post(f"{path}?{query}", headers={"x-functions-key": key}, json=body)
+    assert reply.status_code == 400, reply.text
+    assert (reply.json()["error"]["code"], reply.json()["error"]["param"]) == (code, param)
+    assert reply.headers.get("x-request-id")
+    assert not any(seen_by(sim, path.lstrip("/")) for sim in sims)
+
+
+def test_azures_api_version_v1_is_accepted_on_every_route(gateway: str, key: str) -> None:
+    # Microsoft's v1 samples pass default_query={"api-version": ...}; "v1" is what the gateway serves.
+    client = openai.OpenAI(base_url=f"{gateway}/api/v1", api_key="local", default_headers={"x-functions-key": key},
+                           default_query={"api-version": "v1"}, max_retries=0)
+    chat = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert chat.choices[0].message.content
+    stored = client.responses.create(model=MODEL, input="hi")
+    assert client.responses.retrieve(stored.id).id == stored.id
+    assert [item.id for item in client.responses.input_items.list(stored.id)]
+    assert client.models.list().data
 
 
 @pytest.mark.parametrize(("query", "param"), [

@@ -61,8 +61,9 @@ def test_policy_matches_only_job_batch_file_and_poison_blobs_of_the_jobs_contain
     prefixes = filters["prefixMatch"]
     assert all(p.startswith("${jobsContainerName}/") for p in prefixes), STRUCTURE
     # Exactly the top-level folders of what the app writes and sweeps (shared/jobs/layout.py) ...
-    written = {name.split("/")[0] + "/" for name in (layout.results_blob("x"), layout.batch_output_blob("x"),
-                                                     layout.file_blob("x"), layout.poison_blob("x"))}
+    written = {name.split("/")[0] + "/" for name in (
+        layout.chunk_results_blob("x", 0), layout.closed_results_blob("x", 0), layout.batch_output_blob("x"),
+        layout.file_blob("x"), layout.poison_blob("x"))}
     assert {p.removeprefix("${jobsContainerName}/") for p in prefixes} == written == {"jobs/", "files/", "poison/"}
     # ... and not the inputs back ends upload for queue jobs (theirs to delete), nor the deployment
     # package or the host's containers (Flex Consumption runs the app from the deployment container).

@@ -197,14 +197,52 @@ def test_tpm_limit_paces_the_job_and_it_still_completes(e2e: JobStack) -> None:
     verify(e2e, job_id, inputs, dims=8)
 
 
-def test_results_are_readable_straight_from_the_blob(e2e: JobStack) -> None:
-    response = e2e.http.post("/api/v1/embeddings/jobs", json={"model": "embed", "input": ["a", "b"], "dimensions": 4})
+def test_results_are_readable_straight_from_the_blobs(e2e: JobStack) -> None:
+    # What schemas/README.md tells a back end: the blobs under the prefix in name order, one per chunk.
+    inputs = texts(2048 + 10, "from storage")
+    response = e2e.http.post("/api/v1/embeddings/jobs", json={"model": "embed", "input": inputs, "dimensions": 4})
     job_id = response.json()["id"]
     done = wait_for_job_end(e2e.http, job_id)
     ref = done["results"]
     with BlobServiceClient.from_connection_string(e2e.connection_string) as service:
-        data = service.get_blob_client(ref["container"], ref["blob"]).download_blob().readall()
-    assert [json.loads(line)["index"] for line in data.splitlines()] == [0, 1]
+        container = service.get_container_client(ref["container"])
+        names = sorted(blob.name for blob in container.list_blobs(name_starts_with=ref["prefix"]))
+        assert names == [f"{ref['prefix']}000000.jsonl", f"{ref['prefix']}000001.jsonl"]
+        data = b"".join(container.get_blob_client(name).download_blob().readall() for name in names)
+    assert [json.loads(line)["index"] for line in data.splitlines()] == list(range(len(inputs)))
+
+
+def test_results_of_a_running_job_are_the_finished_chunks(e2e: JobStack) -> None:
+    # One embedding request answers at once, the others only after 8 s: one chunk finishes first.
+    e2e.sim.fault([{"kind": "slow_first_byte", "path": "embeddings", "ms": 200, "count": 1},
+                   {"kind": "slow_first_byte", "path": "embeddings", "ms": 8000, "count": 100}])
+    inputs = texts(2 * 2048 + 100, "live")  # three chunks: 2048, 2048, 100
+    job_id = e2e.http.post("/api/v1/embeddings/jobs", json={"model": "embed", "input": inputs,
+                                                            "dimensions": 8}).json()["id"]
+    url = f"/api/v1/embeddings/jobs/{job_id}/results"
+    deadline = time.monotonic() + 30
+    while True:
+        early = e2e.http.get(url)
+        assert early.status_code == 200, early.text
+        lines = [json.loads(line) for line in early.text.splitlines()]
+        if lines or time.monotonic() > deadline:
+            break
+        assert early.headers["x-job-results"] == "partial"
+        time.sleep(0.1)
+    assert (early.headers["x-job-status"], early.headers["x-job-results"]) == ("running", "partial")
+    indexes = [line["index"] for line in lines]
+    chunks = ([*range(0, 2048)], [*range(2048, 4096)], [*range(4096, 4196)])
+    assert indexes in chunks, indexes[:5]  # exactly one whole chunk, in input order
+    assert all(len(line["embedding"]) == 8 for line in lines)
+
+    done = wait_for_job_end(e2e.http, job_id, timeout=60)
+    assert done["status"] == "succeeded", done
+    final = e2e.http.get(url)
+    assert (final.headers["x-job-status"], final.headers["x-job-results"]) == ("succeeded", "complete")
+    final_lines = [json.loads(line) for line in final.text.splitlines()]
+    assert [line["index"] for line in final_lines] == list(range(len(inputs)))
+    assert [final_lines[i] for i in indexes] == lines  # what was read early is what the job ends with
+    verify(e2e, job_id, inputs, dims=8)
 
 
 def test_cancel_over_http_keeps_one_line_per_input(e2e: JobStack) -> None:
@@ -220,6 +258,9 @@ def test_cancel_over_http_keeps_one_line_per_input(e2e: JobStack) -> None:
     lines = fetch_results(e2e, job_id)
     assert [line["index"] for line in lines] == list(range(len(inputs)))
     assert all("embedding" in line or line["error"]["code"] == "cancelled" for line in lines)
+    embedded = sum("embedding" in line for line in lines)
+    view = e2e.http.get(f"/api/v1/embeddings/jobs/{job_id}").json()
+    assert view["counts"] == {"total": len(inputs), "embedded": embedded, "failed": len(inputs) - embedded}
     assert e2e.http.post(f"/api/v1/embeddings/jobs/{job_id}/cancel").json()["status"] == "cancelled"
 
 

@@ -114,9 +114,10 @@ def test_the_largest_remaining_stands_for_the_limit_for_one_window_only() -> Non
 
 async def test_a_share_of_the_limit_is_left_to_interactive_callers() -> None:
     pacer, clock = Pacer(clock=(c := FakeClock(100.0)), sleep=c.sleep, reserve_share=0.25), c
-    pacer.observe({"x-ratelimit-remaining-tokens": "60000", "x-ratelimit-limit-tokens": "60000"})
+    # 1000 tokens of the window are someone else's: live traffic is about, the whole share is held.
+    pacer.observe({"x-ratelimit-remaining-tokens": "59000", "x-ratelimit-limit-tokens": "60000"})
     assert pacer.max_request_tokens() == 45000
-    await pacer.acquire(45000, max_wait=0.1)  # the whole window less the reserve: no wait
+    await pacer.acquire(44000, max_wait=0.1)  # the whole window less the reserve and the live use: no wait
     assert clock.sleeps == []
     with pytest.raises(Throttled):
         await pacer.acquire(1000, max_wait=0.1)
@@ -129,14 +130,15 @@ async def test_a_share_of_the_limit_is_left_to_interactive_callers() -> None:
 async def test_the_reserve_stays_free_until_the_jobs_own_sends_leave_the_window() -> None:
     # Issue #14 finding 7: a sliding window gives a charge back only when it is 60 s old. The pacer
     # assumed a steady refill, so 10 s after spending its whole share it spent the reserve too.
+    # Nobody else is on the deployment here: what stays free is the idle headroom, 0.25 / 2 of 60k.
     pacer, clock = Pacer(clock=(c := FakeClock(100.0)), sleep=c.sleep, reserve_share=0.25), c
     pacer.observe({"x-ratelimit-remaining-tokens": "60000", "x-ratelimit-limit-tokens": "60000"})
-    permit = await pacer.acquire(45000, max_wait=0.1)
-    pacer.release(permit, {"x-ratelimit-remaining-tokens": "15000", "x-ratelimit-limit-tokens": "60000"})
+    permit = await pacer.acquire(52500, max_wait=0.1)
+    pacer.release(permit, {"x-ratelimit-remaining-tokens": "7500", "x-ratelimit-limit-tokens": "60000"})
     clock.now += 10
     assert pacer.wait_for(10000) == pytest.approx(50.0)
     clock.now += 50
-    assert pacer.wait_for(45000) == 0.0
+    assert pacer.wait_for(52500) == 0.0
 
 
 async def test_interactive_use_beside_the_job_is_left_to_expire_before_the_job_sends_again() -> None:
@@ -175,3 +177,96 @@ def test_a_chunk_that_does_not_fit_beside_the_window_is_cut_to_the_room_left() -
     assert 99_000 <= sum(tokens.estimate(i.text or "") for i in first) <= 100_000
     pacer.observe({"x-ratelimit-remaining-tokens": "300000", "x-ratelimit-limit-tokens": "300000"})
     assert _fit(batch, pacer) == [batch], "a chunk that fits is sent whole"
+
+
+# Issue #14, throughput goal: the reserve is held while live traffic uses the deployment, not always.
+LIMIT_60K = {"x-ratelimit-limit-tokens": "60000"}
+
+
+def remaining(tokens: int) -> dict[str, str]:
+    return {"x-ratelimit-remaining-tokens": str(tokens), **LIMIT_60K}
+
+
+def make_shared(share: float = 0.2) -> tuple[Pacer, FakeClock]:
+    clock = FakeClock(100.0)
+    return Pacer(clock=clock, sleep=clock.sleep, reserve_share=share), clock
+
+
+async def test_with_nobody_else_on_the_deployment_jobs_keep_only_half_of_the_reserve() -> None:
+    pacer, clock = make_shared(0.2)
+    pacer.observe(remaining(60000))
+    # 10% of 60k stays free for the first live calls; the other 10% of the reserve is not left idle.
+    assert pacer.max_request_tokens() == 54000
+    permit = await pacer.acquire(54000, max_wait=0.1)
+    assert clock.sleeps == []
+    pacer.release(permit, remaining(6000))  # the upstream charged exactly what we sent: nobody else
+    assert pacer.max_request_tokens() == 54000
+    with pytest.raises(Throttled):
+        await pacer.acquire(1000, max_wait=0.1)
+
+
+async def test_live_usage_restores_the_full_reserve_at_once_and_for_a_minute_after_it_was_last_seen() -> None:
+    pacer, clock = make_shared(0.2)
+    pacer.observe(remaining(60000))
+    first = await pacer.acquire(30000, max_wait=0.1)
+    pacer.release(first, remaining(30000))
+    assert pacer.room_tokens() == 24000  # idle: 54k less our 30k
+    second = await pacer.acquire(6000, max_wait=0.1)
+    # 3000 used by someone else beside our 36000: live traffic. The room drops to 48k less it all.
+    pacer.release(second, remaining(21000))
+    assert pacer.max_request_tokens() == 48000
+    assert pacer.room_tokens() == 48000 - 36000 - 3000
+    clock.now += 30
+    third = await pacer.acquire(1000, max_wait=0.1)
+    pacer.release(third, remaining(60000 - 37000 - 2000))  # still there 30 s later: seen again
+    clock.now += 59
+    assert pacer.max_request_tokens() == 48000, "59 s after the last sighting the reserve is still held"
+    clock.now += 2
+    pacer.observe(remaining(60000))  # every charge has left the window; nobody else is seen
+    assert pacer.max_request_tokens() == 54000
+
+
+async def test_own_sends_still_in_flight_are_not_taken_for_live_traffic() -> None:
+    pacer, _ = make_shared(0.2)
+    pacer.observe(remaining(60000))
+    first = await pacer.acquire(20000, max_wait=0.1)
+    second = await pacer.acquire(20000, max_wait=0.1)
+    # The upstream charged both before answering the first; the second is still in flight here.
+    pacer.release(first, remaining(20000))
+    assert pacer.max_request_tokens() == 54000
+    pacer.release(second, remaining(20000))
+    assert pacer.max_request_tokens() == 54000
+
+
+async def test_an_own_send_the_upstream_holds_a_little_longer_is_not_live_traffic() -> None:
+    # The upstream charges a send when it arrives and gives it back 60 s later: a little after the
+    # pacer's own 60 s from sending. A response in between is not a sighting of someone else.
+    pacer, clock = make_shared(0.2)
+    pacer.observe(remaining(60000))
+    early = await pacer.acquire(20000, max_wait=0.1)
+    clock.now += 0.5
+    pacer.release(early, remaining(40000))
+    clock.now += 59.7  # 60.2 s after sending, 59.7 s after the answer: the upstream may still hold it
+    late = await pacer.acquire(1000, max_wait=0.1)
+    clock.now += 0.1
+    pacer.release(late, remaining(39000))
+    assert pacer.max_request_tokens() == 54000
+    # The same usage reported with no send of ours left to explain it is someone else's.
+    clock.now += 1
+    pacer.observe(remaining(39000))
+    assert pacer.max_request_tokens() == 48000
+
+
+async def test_usage_within_the_noise_floor_is_not_live_traffic() -> None:
+    pacer, _ = make_shared(0.2)
+    pacer.observe(remaining(60000))
+    permit = await pacer.acquire(10000, max_wait=0.1)
+    pacer.release(permit, remaining(50000 - 500))  # 500 of 60k: an estimate a little off, not a caller
+    assert pacer.max_request_tokens() == 54000
+
+
+def test_no_reserve_stays_no_reserve() -> None:
+    pacer, _ = make_shared(0.0)
+    pacer.observe(remaining(30000))  # 30k used by others
+    assert pacer.max_request_tokens() == 60000
+    assert pacer.room_tokens() == 30000

@@ -33,7 +33,7 @@ async def test_http_job_runs_to_completion(pipeline: Pipeline) -> None:
     assert done["status"] == "succeeded", done
     assert done["counts"] == {"total": 4, "embedded": 3, "failed": 1}
     assert done["usage"]["prompt_tokens"] > 0 and done["metadata"] == {"team": "search"}
-    assert done["results"]["blob"] == layout.results_blob(job["id"])
+    assert done["results"]["prefix"] == layout.results_prefix(job["id"])
     check_results(await pipeline.results(job["id"]), inputs, failed={2: "empty_input"})
 
 

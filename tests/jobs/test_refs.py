@@ -28,7 +28,7 @@ def test_job_data_is_allowed(ref: BlobRef) -> None:
     BlobRef(name="inputs/"),
     BlobRef(name="inputs"),
     BlobRef(name="../privatedata/hr.jsonl"),
-    BlobRef(name="inputs/../jobs/x/results.jsonl"),
+    BlobRef(name="inputs/../jobs/x/results/000000.jsonl"),
     BlobRef(name="inputs/./x.jsonl"),
     BlobRef(name="inputs//x.jsonl"),
     BlobRef(name="/inputs/x.jsonl"),
@@ -42,7 +42,8 @@ def test_job_data_is_allowed(ref: BlobRef) -> None:
     BlobRef(name="inputs/x\u0000.jsonl"),
     BlobRef(name="inputs/ x.jsonl"),
     BlobRef(name=layout.input_blob(OTHER_JOB)),    # another job's claim check
-    BlobRef(name=layout.results_blob(JOB_ID)),
+    BlobRef(name=layout.chunk_results_blob(JOB_ID, 0)),  # the job's own results
+    BlobRef(name=layout.closed_results_blob(JOB_ID, 0)),
     BlobRef(name=layout.chunk_blob(OTHER_JOB, 0)),
     BlobRef(name="poison/x.json"),
 ])

@@ -1,4 +1,4 @@
-"""Result lines: exact float32 round trip, ids, errors, and block parts."""
+"""Result lines: exact float32 round trip, ids, errors, block parts, and which blobs a reader reads."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import json
 import random
 from collections.abc import AsyncIterator
 
+from shared.jobs import layout
 from shared.jobs.packing import Item
-from shared.jobs.results import PART_INPUTS, format_line, iter_parts, parts_for
+from shared.jobs.results import PART_INPUTS, format_line, iter_parts, parts_for, readable_blobs
 
 
 def vector(n: int = 64) -> bytes:
@@ -59,3 +60,21 @@ async def test_base64_lines_carry_the_same_float32_bytes_as_the_float_lines() ->
     assert base64.b64decode(lines[0]["embedding"]) == raws[0]
     assert lines[1] == {"index": 1, "error": {"code": "input_too_long", "message": "long"}}
     assert base64.b64decode(lines[2]["embedding"]) == raws[1]
+
+
+def test_a_reader_takes_one_blob_per_chunk_in_chunk_order_the_closed_one_first() -> None:
+    job = "ejob_x"
+    plain, closed = layout.chunk_results_blob, layout.closed_results_blob
+    listed = [closed(job, 1), plain(job, 2), plain(job, 1), plain(job, 0), plain(job, 1_000_000),
+              f"{layout.results_prefix(job)}000003.tmp", f"{layout.results_prefix(job)}notes.jsonl",
+              f"{layout.results_prefix(job)}000004.closed.jsonl.old", closed(job, 5),
+              f"{layout.results_prefix(job)}deeper/000006.jsonl", f"jobs/{job}/results-old/000007.jsonl",
+              layout.legacy_results_blob(job)]
+    assert readable_blobs(listed, job) == [plain(job, 0), closed(job, 1), plain(job, 2), closed(job, 5),
+                                           plain(job, 1_000_000)]
+    assert readable_blobs(reversed(listed), job) == readable_blobs(listed, job)
+    # A job that ended before results were kept per chunk: its one blob, still readable.
+    assert readable_blobs([layout.legacy_results_blob(job), f"jobs/{job}/chunks/000000.jsonl"], job) == \
+        [f"jobs/{job}/results.jsonl"]
+    assert readable_blobs([layout.legacy_results_blob("ejob_other")], job) == []
+    assert plain(job, 7) == f"jobs/{job}/results/000007.jsonl" and closed(job, 7).endswith("000007.closed.jsonl")

@@ -121,7 +121,7 @@ async def test_the_sweeper_deletes_only_what_has_expired(pipeline: Any) -> None:
     await _put_blob(pipeline, layout.chunk_blob(running, 0))
     restamped = new_job_id()  # ended long ago but kept longer by its stamp
     await _put_row(pipeline, restamped, "job", status="succeeded", completed_at=old, retain_until=now + DAY)
-    await _put_blob(pipeline, layout.results_blob(restamped))
+    await _put_blob(pipeline, layout.chunk_results_blob(restamped, 0))
     # Keys that are not ids (Table keys cannot hold "/"): skipped, nothing derived from them is touched.
     hostile_jobs = ("..", "ejob_..", "ejob_" + "A" * 32, f"{new_job_id()}..", "embedding-jobs", "")
     for hostile in hostile_jobs:
@@ -138,7 +138,7 @@ async def test_the_sweeper_deletes_only_what_has_expired(pipeline: Any) -> None:
                    blob=layout.file_blob(live_upload))
     await _put_blob(pipeline, layout.file_blob(live_upload))
     await _put_row(pipeline, pointing, "file", purpose="batch", created_at=old,
-                   blob=layout.results_blob(restamped))
+                   blob=layout.chunk_results_blob(restamped, 0))
 
     # A batch that expired, whose output file outlives it (own expires_at) and whose error file does not.
     batch = new_batch_id()
@@ -161,7 +161,7 @@ async def test_the_sweeper_deletes_only_what_has_expired(pipeline: Any) -> None:
     remaining = await _blobs(pipeline)
     assert everything_else <= remaining
     assert layout.chunk_blob(running, 0) in remaining and await _rows(pipeline, running) == ["job"]
-    assert layout.results_blob(restamped) in remaining and await _rows(pipeline, restamped) == ["job"]
+    assert layout.chunk_results_blob(restamped, 0) in remaining and await _rows(pipeline, restamped) == ["job"]
     for hostile in hostile_jobs:
         assert "job" in await _rows(pipeline, hostile)
     assert sorted(await _rows(pipeline, "..")) == ["file", "job"] and await _rows(pipeline, "file-..") == ["file"]

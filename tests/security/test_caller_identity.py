@@ -63,13 +63,27 @@ def settled_use(http: httpx.Client, key: str) -> int:
 
 
 @pytest.mark.parametrize("spelling", ["code={k}", "CODE={k}", "Code={k}", "%63ode={k}", "%43%4F%44%45={k}",
-                                      "x=1&code={k}&y", "code={k}&codes=other", "code=%s"])
+                                      "code=%s"])
 def test_every_spelling_of_one_key_is_one_caller(http: httpx.Client, spelling: str) -> None:
     key = new_key()
     query = spelling.format(k=key) if "{k}" in spelling else spelling % "".join(f"%{b:02X}" for b in key.encode())
     first = post(http, query)
     assert spent(first) == RESERVED  # a fresh budget
     assert settled_use(http, key) > 0  # the header-keyed probe spends the same budget
+
+
+@pytest.mark.parametrize(("spelling", "param"), [("x=1&code={k}&y", "x"), ("code={k}&codes=other", "codes")])
+def test_a_key_among_parameters_the_route_does_not_take_is_refused_not_charged(
+        running: tuple[Stack, Sim], http: httpx.Client, spelling: str, param: str) -> None:
+    # The host reads the key among any other parameters; the gateway refuses names its routes do not
+    # take (a POST route takes none), so such a request spends nothing and reaches no upstream.
+    _, sim = running
+    key = new_key()
+    response = post(http, spelling.format(k=key))
+    assert response.status_code == 400, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("unknown_parameter", param)
+    assert sim.stats()["counts"].get("chat/completions", 0) == 0
+    assert spent(post(http, f"code={key}")) == RESERVED  # nothing was counted under the key
 
 
 def test_the_header_wins_over_code_like_the_host(http: httpx.Client) -> None:

@@ -91,7 +91,7 @@ BUILT = [
     errors.internal_error(), errors.misconfigured("x"), errors.upstream_unreachable("d"),
     errors.upstream_timeout("d"), errors.upstream_auth_failed(401, "d"), errors.stream_incomplete(),
     errors.ownership_unavailable(5), errors.job_storage_unavailable(5), errors.max_output_tokens_required(),
-    errors.job_not_found("ejob_1"), errors.results_not_found(), errors.job_not_succeeded("running", ""),
+    errors.job_not_found("ejob_1"), errors.job_not_succeeded("failed", ""),
     errors.job_not_cancellable("succeeded"),
 ]
 

@@ -30,6 +30,21 @@ def test_declared_values_are_parsed_and_re_encoded() -> None:
 
 def test_the_function_key_is_read_by_the_host_and_never_relayed() -> None:
     assert parse_query(b"code=secret&limit=3", INPUT_ITEMS_QUERY) == {"limit": 3}
+    # The name in any case, as the host (and shared.callers) reads it.
+    assert parse_query(b"CODE=secret&limit=3", INPUT_ITEMS_QUERY) == {"limit": 3}
+    assert parse_query(b"%43ode=secret", ()) == {}
+
+
+def test_azures_api_version_v1_is_accepted_and_not_relayed() -> None:
+    # Azure's v1 spec allows ``api-version`` (v1 or preview) on every operation; clients that set
+    # ``default_query={"api-version": "v1"}`` must not be refused on the routes that read a query.
+    assert parse_query(b"api-version=v1&limit=3", INPUT_ITEMS_QUERY) == {"limit": 3}
+
+
+@pytest.mark.parametrize("query", [b"api-version=preview", b"api-version=2024-10-21", b"api-version=",
+                                   b"api-version=v1&api-version=preview"])
+def test_an_api_version_the_gateway_does_not_serve_is_refused(query: bytes) -> None:
+    assert refused(query, INPUT_ITEMS_QUERY) == (400, "invalid_query_parameter", "api-version")
 
 
 def test_a_repeated_list_item_is_sent_once() -> None:

@@ -98,6 +98,6 @@ def test_a_file_row_names_only_blobs_of_its_own() -> None:
     # Anything else a row names is not this file's: another batch's output, a job's results, a
     # traversal, another container.
     for foreign in (f"jobs/{batch}/errors.jsonl", f"jobs/{new_batch_id()}/output.jsonl",
-                    f"jobs/{batch}/results.jsonl", f"jobs/{batch}/../output.jsonl", f"files/{upload}.jsonl",
+                    f"jobs/{batch}/results/000000.jsonl", f"jobs/{batch}/../output.jsonl", f"files/{upload}.jsonl",
                     "../other-container/x", None, 7):
         assert file_blobs(output, foreign) == [f"files/{output}.jsonl"], foreign
