@@ -36,6 +36,7 @@ from bench.embedding_jobs import (
     peak_rss_mb,
     run_and_report,
     start_live_traffic,
+    stream_jsonl,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,18 +73,13 @@ def check_output(http: httpx.Client, file_id: str, lines: int, dims: int) -> tup
     """Stream the output file: every line once, in order, status 200, a vector of ``dims``; (tokens, seconds)."""
     started = time.perf_counter()
     expected, tokens = 0, 0
-    with http.stream("GET", f"/api/v1/files/{file_id}/content") as response:
-        response.raise_for_status()
-        for raw in response.iter_lines():
-            if not raw:
-                continue
-            line = json.loads(raw)
-            body = line["response"]["body"] if line.get("response") else None
-            if (line["custom_id"] != f"r{expected}" or line["response"]["status_code"] != 200 or body is None
-                    or len(body["data"][0]["embedding"]) != dims):
-                raise SystemExit(f"bad output line {expected}: {raw[:300]}")
-            tokens += int(body["usage"]["prompt_tokens"])
-            expected += 1
+    for raw, line in stream_jsonl(http, f"/api/v1/files/{file_id}/content"):
+        body = line["response"]["body"] if line.get("response") else None
+        if (line["custom_id"] != f"r{expected}" or line["response"]["status_code"] != 200 or body is None
+                or len(body["data"][0]["embedding"]) != dims):
+            raise SystemExit(f"bad output line {expected}: {raw[:300]}")
+        tokens += int(body["usage"]["prompt_tokens"])
+        expected += 1
     if expected != lines:
         raise SystemExit(f"expected {lines} output lines, got {expected}")
     return tokens, time.perf_counter() - started

@@ -41,7 +41,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,19 +222,23 @@ def peak_rss_mb(pids: list[int]) -> float | None:
     return max(peaks) if peaks else None
 
 
+def stream_jsonl(http: httpx.Client, path: str) -> Iterator[tuple[str, Any]]:
+    """Each non-empty line of a JSONL download, raw and parsed, as it streams (memory stays flat)."""
+    with http.stream("GET", path) as response:
+        response.raise_for_status()
+        for raw in response.iter_lines():
+            if raw:
+                yield raw, json.loads(raw)
+
+
 def check_results(http: httpx.Client, job_id: str, count: int, dims: int) -> float:
     """Stream the results and check every input appears once, in order; returns seconds taken."""
     started = time.perf_counter()
     expected = 0
-    with http.stream("GET", f"/api/v1/embeddings/jobs/{job_id}/results") as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line:
-                continue
-            row = json.loads(line)
-            if row["index"] != expected or len(row["embedding"]) != dims:
-                raise SystemExit(f"bad result line {expected}: {line[:200]}")
-            expected += 1
+    for line, row in stream_jsonl(http, f"/api/v1/embeddings/jobs/{job_id}/results"):
+        if row["index"] != expected or len(row["embedding"]) != dims:
+            raise SystemExit(f"bad result line {expected}: {line[:200]}")
+        expected += 1
     if expected != count:
         raise SystemExit(f"expected {count} result lines, got {expected}")
     return time.perf_counter() - started
@@ -347,19 +351,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def left_free(share: float, *, live: bool) -> float:
-    """The share of the limit jobs leave free: all of the reserve beside live traffic, else the idle headroom."""
-    from shared.jobs.pacer import IDLE_HEADROOM_FRACTION
-
-    return share if live else share * IDLE_HEADROOM_FRACTION
-
-
 def figures(args: argparse.Namespace, status: dict[str, Any], stats: dict[str, Any], *, started: float,
             submitted: float, finished: float, planned: float | None) -> dict[str, Any]:
     """The run's figures from the job's final status and the simulator's counters."""
     elapsed = finished - started
     tokens = int(status["usage"]["prompt_tokens"])
     per_second_limit = args.tpm / 60.0
+    from shared.jobs.pacer import left_free
+
     usable = args.tpm * (1.0 - left_free(args.interactive_share, live=bool(args.live_every)))
     achieved = tokens / elapsed
     ideal = 60.0 * (math.ceil(tokens / usable) - 1)

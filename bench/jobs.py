@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.embedding_jobs import left_free
+from shared.jobs.pacer import left_free
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("matrix", "recovery", "live", "million", "batch")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.embedding_jobs import left_free
 from bench.report import _f
+from shared.jobs.pacer import left_free
 
 # A table's row for one run (name, figures), or None for no row; notes for under the table go in the list.
 RunRow = Callable[[str, dict[str, Any], list[str]], str | None]

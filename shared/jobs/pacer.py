@@ -63,6 +63,11 @@ IDLE_HEADROOM_FRACTION = 0.5
 KEEP_ANSWERED_SECONDS = 1.5 * WINDOW_SECONDS
 
 
+def left_free(reserve_share: float, *, live: bool) -> float:
+    """The share of the limit jobs leave free: all of the reserve beside live traffic, else the idle headroom."""
+    return reserve_share if live else reserve_share * IDLE_HEADROOM_FRACTION
+
+
 class Throttled(Exception):
     """The deployment is throttled for longer than the caller wants to wait."""
 
@@ -151,9 +156,8 @@ class _Budget:
 
     def share(self, now: float) -> float:
         """The share of the limit jobs leave free right now: all of the reserve while live traffic is about."""
-        if self.live_seen_at is not None and now - self.live_seen_at < LIVE_MEMORY_SECONDS:
-            return self.reserve_share
-        return self.reserve_share * IDLE_HEADROOM_FRACTION
+        live = self.live_seen_at is not None and now - self.live_seen_at < LIVE_MEMORY_SECONDS
+        return left_free(self.reserve_share, live=live)
 
     def send(self, cost: int, now: float) -> _Send:
         record = _Send(now, cost)

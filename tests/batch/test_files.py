@@ -62,6 +62,15 @@ def upload(client: httpx.Client, content: bytes, **fields: Any) -> httpx.Respons
     return client.post("/files", data={"purpose": "batch", **fields}, files={"file": ("in.jsonl", content)})
 
 
+def assert_looks_missing(client: openai.OpenAI, file_id: str) -> None:
+    """The file answers as an unknown id would: retrieve and content 404, and no list shows it."""
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(file_id)
+    with pytest.raises(openai.NotFoundError):
+        client.files.content(file_id)
+    assert file_id not in [f.id for f in client.files.list()]
+
+
 def test_the_sdk_uploads_lists_reads_and_deletes_a_batch_file(stack: Stack) -> None:
     alice = sdk(stack, ALICE)
     content = jsonl(*(request_line(f"r{i}") for i in range(3)))
@@ -89,13 +98,9 @@ def test_the_sdk_uploads_lists_reads_and_deletes_a_batch_file(stack: Stack) -> N
 
     deleted = alice.files.delete(created.id)
     assert (deleted.id, deleted.object, deleted.deleted) == (created.id, "file", True)
-    with pytest.raises(openai.NotFoundError):
-        alice.files.retrieve(created.id)
-    with pytest.raises(openai.NotFoundError):
-        alice.files.content(created.id)
+    assert_looks_missing(alice, created.id)
     with pytest.raises(openai.NotFoundError):
         alice.files.delete(created.id)
-    assert created.id not in [f.id for f in alice.files.list()]
 
 
 def test_another_callers_file_looks_exactly_like_a_missing_one(stack: Stack) -> None:
@@ -260,11 +265,7 @@ def test_an_expired_file_is_gone(stack: Stack) -> None:
     with TableClient.from_connection_string(stack.storage_connection_string, "embeddingjobs") as table:
         table.update_entity({"PartitionKey": created.id, "RowKey": "file", "expires_at": time.time() - 1},
                             mode=UpdateMode.MERGE)
-    with pytest.raises(openai.NotFoundError):
-        alice.files.retrieve(created.id)
-    with pytest.raises(openai.NotFoundError):
-        alice.files.content(created.id)
-    assert created.id not in [f.id for f in alice.files.list()]
+    assert_looks_missing(alice, created.id)
 
 
 def test_a_storage_outage_is_a_503_with_retry_after(stack: Stack) -> None:
